@@ -1,0 +1,13 @@
+//! imserver: an OMA SIMPLE IM Server.
+//!
+//! The picture of the code is the picture of the system:
+//! - [`sip`]: sans-IO, zero-copy SIP message layer (scanner, validation, writers).
+//! - [`transport`]: thread-per-core UDP and TCP workers on mio.
+//! - [`policy`]: per-user compiled policy in immutable snapshots (arc-swap over hashbrown).
+//! - [`fastpath`]: decides and answers or relays MESSAGEs, lock- and allocation-free.
+//! - [`slowpath`]: everything stateful (REGISTER, PUBLISH, SUBSCRIBE/NOTIFY), behind a bounded queue.
+//! - [`server`]: wires the above together; [`config`] and [`metrics`] serve all of them.
+pub mod config;
+pub mod metrics;
+pub mod registrar;
+pub mod settings;
