@@ -1,0 +1,358 @@
+//! The header-name table (Kamailio `parse_hname2.c` style): long and compact forms, matched
+//! case-insensitively (RFC 3261 §7.3.1, §7.3.3) with no allocation: the length and first byte
+//! pick at most two candidates, then one `eq_ignore_ascii_case` decides.
+#![forbid(unsafe_code)]
+
+/// Headers the server knows by name; everything else is [`HeaderName::Other`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum HeaderName {
+    Via,
+    From,
+    To,
+    CallId,
+    CSeq,
+    MaxForwards,
+    ContentLength,
+    ContentType,
+    ContentEncoding,
+    Contact,
+    Expires,
+    Route,
+    RecordRoute,
+    Require,
+    ProxyRequire,
+    Supported,
+    Unsupported,
+    Allow,
+    Accept,
+    AcceptEncoding,
+    AcceptLanguage,
+    Event,
+    AllowEvents,
+    SubscriptionState,
+    Authorization,
+    ProxyAuthorization,
+    WwwAuthenticate,
+    ProxyAuthenticate,
+    PAssertedIdentity,
+    PPreferredIdentity,
+    SipEtag,
+    SipIfMatch,
+    MinExpires,
+    RetryAfter,
+    Date,
+    Subject,
+    ReferTo,
+    Server,
+    UserAgent,
+    AcceptContact,
+    Other,
+}
+
+/// Case-insensitive compare against a lower-case name made of letters, digits and '-'.
+/// OR-ing 0x20 lower-cases a letter and leaves digits and '-' alone; the only other bytes that
+/// OR into a digit or '-' are controls (0x10-0x19, CR), which are refused, as is non-ASCII.
+/// Branch-free so it vectorises.
+#[inline]
+fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len()
+        && name.iter().zip(lower).fold(0u8, |acc, (&a, &b)| {
+            acc | ((a | 0x20) ^ b) | (a & 0x80) | u8::from(a < 0x21)
+        }) == 0
+}
+
+impl HeaderName {
+    /// Number of variants (including `Other`): the size of per-name tables.
+    pub const COUNT: usize = HeaderName::Other as usize + 1;
+
+    /// Table index of this name.
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The canonical long form (`Other` has none and returns "").
+    pub fn canonical(&self) -> &'static str {
+        use HeaderName::*;
+        match self {
+            Via => "Via",
+            From => "From",
+            To => "To",
+            CallId => "Call-ID",
+            CSeq => "CSeq",
+            MaxForwards => "Max-Forwards",
+            ContentLength => "Content-Length",
+            ContentType => "Content-Type",
+            ContentEncoding => "Content-Encoding",
+            Contact => "Contact",
+            Expires => "Expires",
+            Route => "Route",
+            RecordRoute => "Record-Route",
+            Require => "Require",
+            ProxyRequire => "Proxy-Require",
+            Supported => "Supported",
+            Unsupported => "Unsupported",
+            Allow => "Allow",
+            Accept => "Accept",
+            AcceptEncoding => "Accept-Encoding",
+            AcceptLanguage => "Accept-Language",
+            Event => "Event",
+            AllowEvents => "Allow-Events",
+            SubscriptionState => "Subscription-State",
+            Authorization => "Authorization",
+            ProxyAuthorization => "Proxy-Authorization",
+            WwwAuthenticate => "WWW-Authenticate",
+            ProxyAuthenticate => "Proxy-Authenticate",
+            PAssertedIdentity => "P-Asserted-Identity",
+            PPreferredIdentity => "P-Preferred-Identity",
+            SipEtag => "SIP-ETag",
+            SipIfMatch => "SIP-If-Match",
+            MinExpires => "Min-Expires",
+            RetryAfter => "Retry-After",
+            Date => "Date",
+            Subject => "Subject",
+            ReferTo => "Refer-To",
+            Server => "Server",
+            UserAgent => "User-Agent",
+            AcceptContact => "Accept-Contact",
+            Other => "",
+        }
+    }
+
+    /// The canonical name in lower case, for the lookup's compare.
+    fn lower(self) -> &'static [u8] {
+        use HeaderName::*;
+        match self {
+            Via => b"via",
+            From => b"from",
+            To => b"to",
+            CallId => b"call-id",
+            CSeq => b"cseq",
+            MaxForwards => b"max-forwards",
+            ContentLength => b"content-length",
+            ContentType => b"content-type",
+            ContentEncoding => b"content-encoding",
+            Contact => b"contact",
+            Expires => b"expires",
+            Route => b"route",
+            RecordRoute => b"record-route",
+            Require => b"require",
+            ProxyRequire => b"proxy-require",
+            Supported => b"supported",
+            Unsupported => b"unsupported",
+            Allow => b"allow",
+            Accept => b"accept",
+            AcceptEncoding => b"accept-encoding",
+            AcceptLanguage => b"accept-language",
+            Event => b"event",
+            AllowEvents => b"allow-events",
+            SubscriptionState => b"subscription-state",
+            Authorization => b"authorization",
+            ProxyAuthorization => b"proxy-authorization",
+            WwwAuthenticate => b"www-authenticate",
+            ProxyAuthenticate => b"proxy-authenticate",
+            PAssertedIdentity => b"p-asserted-identity",
+            PPreferredIdentity => b"p-preferred-identity",
+            SipEtag => b"sip-etag",
+            SipIfMatch => b"sip-if-match",
+            MinExpires => b"min-expires",
+            RetryAfter => b"retry-after",
+            Date => b"date",
+            Subject => b"subject",
+            ReferTo => b"refer-to",
+            Server => b"server",
+            UserAgent => b"user-agent",
+            AcceptContact => b"accept-contact",
+            Other => b"",
+        }
+    }
+
+    /// The compact form, when the name has one (RFC 3261 §7.3.3, RFC 3265, RFC 3515, RFC 3841).
+    pub fn compact(&self) -> Option<u8> {
+        use HeaderName::*;
+        Some(match self {
+            Via => b'v',
+            From => b'f',
+            To => b't',
+            CallId => b'i',
+            ContentLength => b'l',
+            ContentType => b'c',
+            ContentEncoding => b'e',
+            Contact => b'm',
+            Supported => b'k',
+            Event => b'o',
+            AllowEvents => b'u',
+            Subject => b's',
+            ReferTo => b'r',
+            AcceptContact => b'a',
+            _ => return None,
+        })
+    }
+
+    /// Headers that may appear at most once (RFC 3261 §7.3.1: only comma-list headers may
+    /// repeat); a duplicate is a 400 (RFC 4475 multi01, mcl01).
+    pub fn is_single(&self) -> bool {
+        use HeaderName::*;
+        matches!(
+            self,
+            From | To | CallId | CSeq | MaxForwards | ContentLength | ContentType
+        )
+    }
+
+    /// Case-insensitive lookup of a raw header name (long or compact form).
+    #[inline]
+    pub fn lookup(name: &[u8]) -> HeaderName {
+        use HeaderName::*;
+        let Some(&first) = name.first() else {
+            return Other;
+        };
+        let first = first | 0x20;
+        if name.len() == 1 {
+            return match first {
+                b'v' => Via,
+                b'f' => From,
+                b't' => To,
+                b'i' => CallId,
+                b'l' => ContentLength,
+                b'c' => ContentType,
+                b'e' => ContentEncoding,
+                b'm' => Contact,
+                b'k' => Supported,
+                b'o' => Event,
+                b'u' => AllowEvents,
+                b's' => Subject,
+                b'r' => ReferTo,
+                b'a' => AcceptContact,
+                _ => Other,
+            };
+        }
+        let (a, b) = match (name.len(), first) {
+            (2, b't') => (To, Other),
+            (3, b'v') => (Via, Other),
+            (4, b'f') => (From, Other),
+            (4, b'c') => (CSeq, Other),
+            (4, b'd') => (Date, Other),
+            (5, b'r') => (Route, Other),
+            (5, b'a') => (Allow, Other),
+            (5, b'e') => (Event, Other),
+            (6, b'a') => (Accept, Other),
+            (6, b's') => (Server, Other),
+            (7, b'c') => (CallId, Contact),
+            (7, b'e') => (Expires, Other),
+            (7, b'r') => (Require, Other),
+            (7, b's') => (Subject, Other),
+            (8, b's') => (SipEtag, Other),
+            (8, b'r') => (ReferTo, Other),
+            (9, b's') => (Supported, Other),
+            (10, b'u') => (UserAgent, Other),
+            (11, b'u') => (Unsupported, Other),
+            (11, b'm') => (MinExpires, Other),
+            (11, b'r') => (RetryAfter, Other),
+            (12, b'm') => (MaxForwards, Other),
+            (12, b'c') => (ContentType, Other),
+            (12, b'r') => (RecordRoute, Other),
+            (12, b'a') => (AllowEvents, Other),
+            (12, b's') => (SipIfMatch, Other),
+            (13, b'p') => (ProxyRequire, Other),
+            (13, b'a') => (Authorization, Other),
+            (14, b'c') => (ContentLength, Other),
+            (14, b'a') => (AcceptContact, Other),
+            (15, b'a') => (AcceptEncoding, AcceptLanguage),
+            (16, b'c') => (ContentEncoding, Other),
+            (16, b'w') => (WwwAuthenticate, Other),
+            (18, b's') => (SubscriptionState, Other),
+            (18, b'p') => (ProxyAuthenticate, Other),
+            (19, b'p') => (PAssertedIdentity, ProxyAuthorization),
+            (20, b'p') => (PPreferredIdentity, Other),
+            _ => return Other,
+        };
+        if eq_lower(name, a.lower()) {
+            a
+        } else if b != Other && eq_lower(name, b.lower()) {
+            b
+        } else {
+            Other
+        }
+    }
+
+    /// Every named variant (not `Other`), for tests and tables.
+    pub const ALL: [HeaderName; HeaderName::COUNT - 1] = {
+        use HeaderName::*;
+        [
+            Via,
+            From,
+            To,
+            CallId,
+            CSeq,
+            MaxForwards,
+            ContentLength,
+            ContentType,
+            ContentEncoding,
+            Contact,
+            Expires,
+            Route,
+            RecordRoute,
+            Require,
+            ProxyRequire,
+            Supported,
+            Unsupported,
+            Allow,
+            Accept,
+            AcceptEncoding,
+            AcceptLanguage,
+            Event,
+            AllowEvents,
+            SubscriptionState,
+            Authorization,
+            ProxyAuthorization,
+            WwwAuthenticate,
+            ProxyAuthenticate,
+            PAssertedIdentity,
+            PPreferredIdentity,
+            SipEtag,
+            SipIfMatch,
+            MinExpires,
+            RetryAfter,
+            Date,
+            Subject,
+            ReferTo,
+            Server,
+            UserAgent,
+            AcceptContact,
+        ]
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_long_name_round_trips_in_any_case() {
+        for h in HeaderName::ALL {
+            let c = h.canonical();
+            assert_eq!(HeaderName::lookup(c.as_bytes()), h, "{c}");
+            assert_eq!(HeaderName::lookup(c.to_ascii_lowercase().as_bytes()), h);
+            assert_eq!(HeaderName::lookup(c.to_ascii_uppercase().as_bytes()), h);
+            if let Some(k) = h.compact() {
+                assert_eq!(HeaderName::lookup(&[k]), h);
+                assert_eq!(HeaderName::lookup(&[k.to_ascii_uppercase()]), h);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_other() {
+        for n in [
+            &b""[..],
+            b"x",
+            b"V\xc3\xada",
+            b"C%6Fntact",
+            b"Contacts",
+            b"P-Asserted-Identit",
+        ] {
+            assert_eq!(HeaderName::lookup(n), HeaderName::Other);
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! name-addr / addr-spec with header parameters (RFC 3261 §20.10, §25.1): the shape of From, To,
+//! Contact, Route, Record-Route, P-Asserted-Identity and friends.
+//!
+//! `"Display" <uri>;params`, `Display Tokens <uri>;params` and `uri;params`. In the last form the
+//! parameters belong to the header, not the URI, so a URI with `;`, `?` or `,` of its own must be
+//! bracketed (§20.10); an unbracketed `?` is rejected (RFC 4475 regbadct).
+#![forbid(unsafe_code)]
+
+use super::error::SyntaxError;
+use super::lex::{is_token_char, is_ws, quoted_end, trim};
+use super::params::{self, Params};
+use super::uri::{self, Uri};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// Display name as written: a quoted string with its quotes, or a run of tokens.
+    pub display: Option<&'a [u8]>,
+    /// The URI text (without angle brackets).
+    pub uri: &'a [u8],
+    pub bracketed: bool,
+    /// Header parameters (`tag`, `expires`, `q`...).
+    pub params: Params<'a>,
+}
+
+impl<'a> NameAddr<'a> {
+    pub fn tag(&self) -> Option<&'a [u8]> {
+        self.params.tag()
+    }
+
+    /// The parsed URI (already validated by [`parse`], so this only fails on a logic error).
+    pub fn parsed_uri(&self) -> Result<Uri<'a>, SyntaxError> {
+        uri::parse(self.uri)
+    }
+}
+
+/// Parses one name-addr or addr-spec (one element of a comma list, or a whole From/To value).
+pub fn parse(v: &[u8]) -> Result<NameAddr<'_>, SyntaxError> {
+    let s = trim(v);
+    if s.is_empty() {
+        return Err(SyntaxError::Empty);
+    }
+    // Find where a bracketed URI would start: after a quoted display name, or after a run of
+    // tokens and whitespace (RFC 4475 lwsdisp: no space is needed before '<').
+    let mut display = None;
+    let mut lt = None;
+    if s[0] == b'"' {
+        let q = quoted_end(s, 0)?;
+        display = Some(&s[..q]);
+        let mut i = q;
+        while i < s.len() && is_ws(s[i]) {
+            i += 1;
+        }
+        if s.get(i) != Some(&b'<') {
+            return Err(SyntaxError::Angle);
+        }
+        lt = Some(i);
+    } else {
+        let mut i = 0;
+        while i < s.len() && (is_token_char(s[i]) || is_ws(s[i])) {
+            i += 1;
+        }
+        if s.get(i) == Some(&b'<') {
+            let d = trim(&s[..i]);
+            display = (!d.is_empty()).then_some(d);
+            lt = Some(i);
+        }
+    }
+    if let Some(lt) = lt {
+        let gt = memchr::memchr(b'>', &s[lt..]).ok_or(SyntaxError::Angle)? + lt;
+        let u = &s[lt + 1..gt];
+        // No LWS inside the brackets (RFC 4475 badaspec); uri::parse rejects it.
+        uri::parse(u)?;
+        let rest = &s[gt + 1..];
+        let (params, used) = params::parse(rest)?;
+        if used != rest.len() {
+            return Err(SyntaxError::Param);
+        }
+        return Ok(NameAddr {
+            display,
+            uri: u,
+            bracketed: true,
+            params,
+        });
+    }
+    // addr-spec: the URI ends at the first ';' or whitespace.
+    let end = s
+        .iter()
+        .position(|&b| b == b';' || is_ws(b))
+        .unwrap_or(s.len());
+    let u = &s[..end];
+    if u.contains(&b'?') || u.contains(&b',') {
+        return Err(SyntaxError::Uri);
+    }
+    uri::parse(u)?;
+    let rest = &s[end..];
+    let (params, used) = params::parse(rest)?;
+    if used != rest.len() {
+        return Err(SyntaxError::Param);
+    }
+    Ok(NameAddr {
+        display: None,
+        uri: u,
+        bracketed: false,
+        params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        let n = parse(b"\"A \\\"B\\\"\" <sip:a@b.com;lr>;tag=x").unwrap();
+        assert_eq!(n.display, Some(&b"\"A \\\"B\\\"\""[..]));
+        assert_eq!(n.uri, b"sip:a@b.com;lr");
+        assert_eq!(n.tag(), Some(&b"x"[..]));
+        let n = parse(b"caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(n.display, Some(&b"caller"[..]));
+        let n = parse(b" sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        assert!(!n.bracketed);
+        assert_eq!(n.uri, b"sip:vivekg@chair-dnrc.example.com");
+        assert_eq!(n.tag(), Some(&b"1918181833n"[..]));
+        let n = parse(b"token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;fromParam''~+*_!.-%=\"\xd1\x80\";tag=_token~1'+`*%!-.").unwrap();
+        assert_eq!(n.tag(), Some(&b"_token~1'+`*%!-."[..]));
+    }
+
+    #[test]
+    fn torture_failures() {
+        // quotbal, badaspec, baddn, regbadct, badinv01
+        assert_eq!(
+            parse(b"\"Mr. J. User <sip:j.user@example.com>").unwrap_err(),
+            SyntaxError::Quote
+        );
+        assert!(parse(b"\"Watson, Thomas\" < sip:t.watson@example.org >").is_err());
+        assert!(parse(b"Bell, Alexander <sip:a.g.bell@example.com>;tag=43").is_err());
+        assert!(parse(b"sip:user@example.com?Route=%3Csip:sip.example.com%3E").is_err());
+        assert!(parse(b"\"Joe\" <sip:joe@example.org>;;;;").is_err());
+        assert!(parse(b"<sip:a@b").is_err());
+        assert!(parse(b"").is_err());
+        assert!(parse(b"<sip:a@b> junk").is_err());
+    }
+}

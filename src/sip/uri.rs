@@ -1,0 +1,401 @@
+//! URIs: `sip`, `sips` (RFC 3261 §19.1, §25.1), `tel` (RFC 3966) and anything else as an opaque
+//! [`Scheme::Other`] so validation can answer 416 (§8.2.2.1). Zero-copy: every field is a slice
+//! of the input; the user part stays percent-encoded (see [`percent_decode`]).
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::error::SyntaxError;
+use super::lex::digits_u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Sip,
+    Sips,
+    Tel,
+    Other,
+}
+
+/// What the host part is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    Name,
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl Host {
+    pub fn ip(&self) -> Option<IpAddr> {
+        match *self {
+            Host::Name => None,
+            Host::V4(a) => Some(IpAddr::V4(a)),
+            Host::V6(a) => Some(IpAddr::V6(a)),
+        }
+    }
+}
+
+/// A parsed URI. For `tel`, the number is in `user` and `host` is empty; for `Other`, only
+/// `scheme_raw` and `opaque` are meaningful.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uri<'a> {
+    pub scheme: Scheme,
+    pub scheme_raw: &'a [u8],
+    pub user: Option<&'a [u8]>,
+    pub password: Option<&'a [u8]>,
+    /// Host as written (an IPv6 reference keeps its brackets).
+    pub host: &'a [u8],
+    pub host_kind: Host,
+    pub port: Option<u16>,
+    /// URI parameters without the leading `;` (empty when none).
+    pub params: &'a [u8],
+    /// The `?headers` part without the `?`.
+    pub headers: Option<&'a [u8]>,
+    /// Everything after `scheme:`.
+    pub opaque: &'a [u8],
+}
+
+impl<'a> Uri<'a> {
+    /// URI parameters (`;name[=value]`), names as written.
+    pub fn params(&self) -> UriParams<'a> {
+        UriParams { s: self.params }
+    }
+
+    /// `Some(value)` when the parameter is present (name compared without case).
+    pub fn param(&self, name: &str) -> Option<Option<&'a [u8]>> {
+        self.params()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+}
+
+/// Iterator over `a=b;c` URI parameters.
+#[derive(Clone, Debug)]
+pub struct UriParams<'a> {
+    s: &'a [u8],
+}
+
+impl<'a> Iterator for UriParams<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.s.is_empty() {
+            let end = self
+                .s
+                .iter()
+                .position(|&b| b == b';')
+                .unwrap_or(self.s.len());
+            let item = &self.s[..end];
+            self.s = self.s.get(end + 1..).unwrap_or(&[]);
+            if item.is_empty() {
+                continue;
+            }
+            return Some(match item.iter().position(|&b| b == b'=') {
+                Some(e) => (&item[..e], Some(&item[e + 1..])),
+                None => (item, None),
+            });
+        }
+        None
+    }
+}
+
+fn is_scheme(s: &[u8]) -> bool {
+    match s.split_first() {
+        Some((f, rest)) => {
+            f.is_ascii_alphabetic()
+                && rest
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        }
+        None => false,
+    }
+}
+
+/// Bytes that can never appear unescaped in a URI we accept: controls, space, non-ASCII and
+/// the delimiters that bracket a URI in a header (`<`, `>`, `"`).
+#[inline]
+fn is_uri_byte(b: u8) -> bool {
+    (0x21..0x7f).contains(&b) && !matches!(b, b'<' | b'>' | b'"')
+}
+
+fn escapes_ok(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            match (s.get(i + 1), s.get(i + 2)) {
+                (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => i += 3,
+                _ => return false,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+/// Classifies a host: `[IPv6]`, dotted IPv4, or a hostname (alphanumerics, `-`, `.`; `_` is
+/// tolerated because real deployments use it).
+pub fn parse_host(h: &[u8]) -> Result<Host, SyntaxError> {
+    if h.is_empty() {
+        return Err(SyntaxError::Host);
+    }
+    if h[0] == b'[' {
+        let inner = h
+            .strip_prefix(b"[")
+            .and_then(|x| x.strip_suffix(b"]"))
+            .ok_or(SyntaxError::Host)?;
+        let s = std::str::from_utf8(inner).map_err(|_| SyntaxError::Host)?;
+        return s
+            .parse::<Ipv6Addr>()
+            .map(Host::V6)
+            .map_err(|_| SyntaxError::Host);
+    }
+    if h.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+        let s = std::str::from_utf8(h).map_err(|_| SyntaxError::Host)?;
+        return s
+            .parse::<Ipv4Addr>()
+            .map(Host::V4)
+            .map_err(|_| SyntaxError::Host);
+    }
+    if h.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
+        Ok(Host::Name)
+    } else {
+        Err(SyntaxError::Host)
+    }
+}
+
+/// Parses a port: 1-5 digits, at most 65535.
+pub fn parse_port(p: &[u8]) -> Result<u16, SyntaxError> {
+    if p.len() > 5 {
+        return Err(SyntaxError::Port);
+    }
+    digits_u64(p)
+        .and_then(|v| u16::try_from(v).ok())
+        .ok_or(SyntaxError::Port)
+}
+
+/// Parses a URI (no surrounding whitespace or angle brackets).
+pub fn parse(s: &[u8]) -> Result<Uri<'_>, SyntaxError> {
+    let colon = s.iter().position(|&b| b == b':').ok_or(SyntaxError::Uri)?;
+    let scheme_raw = &s[..colon];
+    if !is_scheme(scheme_raw) {
+        return Err(SyntaxError::Uri);
+    }
+    let rest = &s[colon + 1..];
+    if rest.is_empty() || !rest.iter().all(|&b| is_uri_byte(b)) {
+        return Err(SyntaxError::Uri);
+    }
+    let scheme = if scheme_raw.eq_ignore_ascii_case(b"sip") {
+        Scheme::Sip
+    } else if scheme_raw.eq_ignore_ascii_case(b"sips") {
+        Scheme::Sips
+    } else if scheme_raw.eq_ignore_ascii_case(b"tel") {
+        Scheme::Tel
+    } else {
+        Scheme::Other
+    };
+    let mut uri = Uri {
+        scheme,
+        scheme_raw,
+        user: None,
+        password: None,
+        host: b"",
+        host_kind: Host::Name,
+        port: None,
+        params: b"",
+        headers: None,
+        opaque: rest,
+    };
+    match scheme {
+        Scheme::Other => Ok(uri),
+        Scheme::Tel => {
+            // RFC 3966: telephone-subscriber = number *( ";" par ).
+            let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+            let number = &rest[..end];
+            let ok = !number.is_empty()
+                && number.iter().all(|&b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#')
+                });
+            if !ok {
+                return Err(SyntaxError::Uri);
+            }
+            uri.user = Some(number);
+            uri.params = rest.get(end + 1..).unwrap_or(b"");
+            Ok(uri)
+        }
+        Scheme::Sip | Scheme::Sips => {
+            parse_sip(rest, &mut uri)?;
+            Ok(uri)
+        }
+    }
+}
+
+fn parse_sip<'a>(rest: &'a [u8], uri: &mut Uri<'a>) -> Result<(), SyntaxError> {
+    // userinfo ends at the first '@': '@' is not allowed unescaped in user, password or
+    // header values, while ';' '?' ',' '/' are legal in the user part (RFC 4475 intmeth,
+    // semiuri), so the '@' must be found before any other delimiter is trusted.
+    let hostpart = match memchr::memchr(b'@', rest) {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            if !escapes_ok(userinfo) {
+                return Err(SyntaxError::Uri);
+            }
+            match userinfo.iter().position(|&b| b == b':') {
+                Some(c) => {
+                    uri.user = Some(&userinfo[..c]);
+                    uri.password = Some(&userinfo[c + 1..]);
+                }
+                None => uri.user = Some(userinfo),
+            }
+            if uri.user.is_some_and(<[u8]>::is_empty) {
+                return Err(SyntaxError::Uri);
+            }
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    let host_end = if hostpart.first() == Some(&b'[') {
+        memchr::memchr(b']', hostpart).ok_or(SyntaxError::Host)? + 1
+    } else {
+        hostpart
+            .iter()
+            .position(|&b| matches!(b, b':' | b';' | b'?'))
+            .unwrap_or(hostpart.len())
+    };
+    uri.host = &hostpart[..host_end];
+    uri.host_kind = parse_host(uri.host)?;
+    let mut tail = &hostpart[host_end..];
+    if let Some(p) = tail.strip_prefix(b":") {
+        let e = p
+            .iter()
+            .position(|&b| matches!(b, b';' | b'?'))
+            .unwrap_or(p.len());
+        uri.port = Some(parse_port(&p[..e])?);
+        tail = &p[e..];
+    }
+    if let Some(p) = tail.strip_prefix(b";") {
+        let e = p.iter().position(|&b| b == b'?').unwrap_or(p.len());
+        uri.params = &p[..e];
+        if !escapes_ok(uri.params) {
+            return Err(SyntaxError::Uri);
+        }
+        tail = &p[e..];
+    }
+    if let Some(h) = tail.strip_prefix(b"?") {
+        uri.headers = Some(h);
+        tail = b"";
+    }
+    if tail.is_empty() {
+        Ok(())
+    } else {
+        Err(SyntaxError::Uri)
+    }
+}
+
+/// Percent-decodes `s` into `out` and returns the decoded prefix. Fails on a malformed escape
+/// or when `out` is too small. `%00` decodes to a NUL byte (RFC 4475 escnull): callers that
+/// compare identities do so on bytes, never on C strings.
+pub fn percent_decode<'b>(s: &[u8], out: &'b mut [u8]) -> Result<&'b [u8], SyntaxError> {
+    fn hex(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    let mut i = 0;
+    let mut n = 0;
+    while i < s.len() {
+        let b = if s[i] == b'%' {
+            let hi = s
+                .get(i + 1)
+                .copied()
+                .and_then(hex)
+                .ok_or(SyntaxError::Char)?;
+            let lo = s
+                .get(i + 2)
+                .copied()
+                .and_then(hex)
+                .ok_or(SyntaxError::Char)?;
+            i += 3;
+            hi << 4 | lo
+        } else {
+            i += 1;
+            s[i - 1]
+        };
+        *out.get_mut(n).ok_or(SyntaxError::Range)? = b;
+        n += 1;
+    }
+    Ok(&out[..n])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_sip() {
+        let u = parse(b"sip:alice:pw@Example.com:5070;transport=tcp;lr?subject=hi").unwrap();
+        assert_eq!(u.scheme, Scheme::Sip);
+        assert_eq!(u.user, Some(&b"alice"[..]));
+        assert_eq!(u.password, Some(&b"pw"[..]));
+        assert_eq!(u.host, b"Example.com");
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.param("TRANSPORT"), Some(Some(&b"tcp"[..])));
+        assert_eq!(u.param("lr"), Some(None));
+        assert_eq!(u.headers, Some(&b"subject=hi"[..]));
+    }
+
+    #[test]
+    fn hosts() {
+        let u = parse(b"sips:[2001:db8::1]:5061").unwrap();
+        assert_eq!(u.scheme, Scheme::Sips);
+        assert_eq!(u.host_kind, Host::V6("2001:db8::1".parse().unwrap()));
+        let u = parse(b"sip:192.0.2.1").unwrap();
+        assert_eq!(u.host_kind, Host::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        assert!(parse(b"sip:[2001:db8::1").is_err());
+        assert!(parse(b"sip:a@999.1.1.1").is_err());
+        assert!(parse(b"sip:a@host:99999").is_err());
+        assert!(parse(b"sip:a@host x").is_err());
+        assert!(parse(b"sip:@host").is_err());
+    }
+
+    #[test]
+    fn torture_users() {
+        // RFC 4475 intmeth and semiuri: ';', '?', ',' and '/' are legal in the user part.
+        let u = parse(b"sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com").unwrap();
+        assert_eq!(u.host, b"example.com");
+        assert_eq!(
+            u.user,
+            Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..])
+        );
+        let u = parse(b"sip:user;par=u%40example.net@example.com").unwrap();
+        assert_eq!(u.user, Some(&b"user;par=u%40example.net"[..]));
+        assert_eq!(u.host, b"example.com");
+        assert!(parse(b"sip:bad%zzuser@example.com").is_err());
+    }
+
+    #[test]
+    fn tel_and_other() {
+        let u = parse(b"tel:+1-555-123-0000;phone-context=x").unwrap();
+        assert_eq!(u.scheme, Scheme::Tel);
+        assert_eq!(u.user, Some(&b"+1-555-123-0000"[..]));
+        let u = parse(b"soap.beep://192.0.2.103:3002").unwrap();
+        assert_eq!(u.scheme, Scheme::Other);
+        assert!(parse(b"<sip:user@example.com>").is_err());
+        assert!(parse(b"nocolon").is_err());
+    }
+
+    #[test]
+    fn decode() {
+        let mut buf = [0u8; 16];
+        assert_eq!(percent_decode(b"%75se%72", &mut buf).unwrap(), b"user");
+        assert_eq!(percent_decode(b"null-%00", &mut buf).unwrap(), b"null-\0");
+        assert!(percent_decode(b"%4", &mut buf).is_err());
+        let mut tiny = [0u8; 2];
+        assert!(percent_decode(b"abc", &mut tiny).is_err());
+    }
+}

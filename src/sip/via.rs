@@ -1,0 +1,272 @@
+//! Via (RFC 3261 §20.42, §18.2.1; RFC 3581 rport): `sent-protocol LWS sent-by *(SEMI param)`,
+//! with LWS allowed around every `/` (RFC 4475 wsinv), plus the byte span of every Via value
+//! across all Via lines so writers can rewrite or drop just the top one.
+#![forbid(unsafe_code)]
+
+use super::error::SyntaxError;
+use super::hdr::HeaderName;
+use super::lex::{CommaIter, is_ws, skip_ws, token_end, trim};
+use super::params::{self, Params, RPort};
+use super::scan::{Span, View};
+use super::uri::{Host, parse_host, parse_port};
+
+/// RFC 3261 §8.1.1.7: branches of RFC 3261 elements start with this cookie.
+pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
+
+/// One parsed Via value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// `SIP`
+    pub protocol: &'a [u8],
+    /// `2.0`
+    pub version: &'a [u8],
+    /// `UDP`, `TCP`, `TLS`, `SCTP` or any token (RFC 4475 transports).
+    pub transport: &'a [u8],
+    pub host: &'a [u8],
+    pub host_kind: Host,
+    pub port: Option<u16>,
+    pub params: Params<'a>,
+    /// Offset in the (trimmed) value where sent-by ends and the parameters begin.
+    pub params_off: usize,
+    /// The trimmed value this was parsed from.
+    pub raw: &'a [u8],
+}
+
+impl<'a> Via<'a> {
+    pub fn branch(&self) -> Option<&'a [u8]> {
+        self.params.branch()
+    }
+
+    /// The branch carries the RFC 3261 magic cookie (§17.2.3).
+    pub fn has_cookie(&self) -> bool {
+        self.branch().is_some_and(|b| b.starts_with(MAGIC_COOKIE))
+    }
+
+    pub fn rport(&self) -> RPort {
+        self.params.rport()
+    }
+
+    pub fn received(&self) -> Option<&'a [u8]> {
+        self.params.received()
+    }
+
+    pub fn maddr(&self) -> Option<&'a [u8]> {
+        self.params.maddr()
+    }
+
+    pub fn ttl(&self) -> Option<u8> {
+        self.params.ttl()
+    }
+
+    /// sent-by port, or the default 5060 (§18.2.2; TLS would be 5061, which we do not serve).
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(5060)
+    }
+}
+
+fn slash(s: &[u8], i: usize) -> Result<usize, SyntaxError> {
+    let j = skip_ws(s, i);
+    if s.get(j) == Some(&b'/') {
+        Ok(skip_ws(s, j + 1))
+    } else {
+        Err(SyntaxError::Protocol)
+    }
+}
+
+fn token_at(s: &[u8], i: usize) -> Result<(&[u8], usize), SyntaxError> {
+    let e = token_end(s, i);
+    if e == i {
+        Err(SyntaxError::Protocol)
+    } else {
+        Ok((&s[i..e], e))
+    }
+}
+
+/// Parses one Via value (one element of the comma list).
+pub fn parse(elem: &[u8]) -> Result<Via<'_>, SyntaxError> {
+    let s = trim(elem);
+    if s.is_empty() {
+        return Err(SyntaxError::Empty);
+    }
+    let (protocol, i) = token_at(s, 0)?;
+    let (version, i) = token_at(s, slash(s, i)?)?;
+    let (transport, i) = token_at(s, slash(s, i)?)?;
+    if !s.get(i).is_some_and(|&b| is_ws(b)) {
+        return Err(SyntaxError::Protocol);
+    }
+    let h0 = skip_ws(s, i);
+    let h1 = if s.get(h0) == Some(&b'[') {
+        memchr::memchr(b']', &s[h0..]).ok_or(SyntaxError::Host)? + h0 + 1
+    } else {
+        let mut e = h0;
+        while e < s.len() && (s[e].is_ascii_alphanumeric() || matches!(s[e], b'.' | b'-' | b'_')) {
+            e += 1;
+        }
+        e
+    };
+    let host = &s[h0..h1];
+    let host_kind = parse_host(host)?;
+    let mut i = h1;
+    let mut port = None;
+    let j = skip_ws(s, i);
+    if s.get(j) == Some(&b':') {
+        let p0 = skip_ws(s, j + 1);
+        let mut p1 = p0;
+        while p1 < s.len() && s[p1].is_ascii_digit() {
+            p1 += 1;
+        }
+        port = Some(parse_port(&s[p0..p1])?);
+        i = p1;
+    }
+    let (params, used) = params::parse(&s[i..])?;
+    if i + used != s.len() {
+        return Err(SyntaxError::Param);
+    }
+    Ok(Via {
+        protocol,
+        version,
+        transport,
+        host,
+        host_kind,
+        port,
+        params,
+        params_off: i,
+        raw: s,
+    })
+}
+
+/// Where one Via value sits in the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViaValue {
+    /// Index of the header line in [`View::slots`].
+    pub slot: usize,
+    /// The value's bytes (trimmed), absolute in the buffer.
+    pub span: Span,
+    /// Position of this value on its line (0 = first).
+    pub index_in_line: usize,
+}
+
+/// Every Via value of a message, top first, across lines and commas.
+pub struct ViaValues<'a> {
+    view: View<'a>,
+    slot: usize,
+    inner: Option<(CommaIter<'a>, usize, usize)>,
+}
+
+impl Iterator for ViaValues<'_> {
+    type Item = ViaValue;
+
+    fn next(&mut self) -> Option<ViaValue> {
+        let slots = self.view.slots();
+        loop {
+            if let Some((it, base, k)) = self.inner.as_mut() {
+                if let Some((a, b)) = it.next_span() {
+                    let v = ViaValue {
+                        slot: self.slot,
+                        span: Span::new(*base + a, *base + b),
+                        index_in_line: *k,
+                    };
+                    *k += 1;
+                    return Some(v);
+                }
+                self.inner = None;
+                self.slot += 1;
+            }
+            while self.slot < slots.len() && slots[self.slot].name != HeaderName::Via {
+                self.slot += 1;
+            }
+            let s = slots.get(self.slot)?;
+            let value = self.view.slice(s.value);
+            self.inner = Some((CommaIter::new(value), s.value.start as usize, 0));
+        }
+    }
+}
+
+/// Iterates the Via values of `view`.
+pub fn values<'a>(view: &View<'a>) -> ViaValues<'a> {
+    let first = view.first_slot(HeaderName::Via).map_or(usize::MAX, |_| {
+        view.slots()
+            .iter()
+            .position(|s| s.name == HeaderName::Via)
+            .unwrap_or(usize::MAX)
+    });
+    ViaValues {
+        view: *view,
+        slot: first,
+        inner: None,
+    }
+}
+
+/// The top Via value: its position and parse.
+pub fn top<'a>(view: &View<'a>) -> Option<(ViaValue, Result<Via<'a>, SyntaxError>)> {
+    let v = values(view).next()?;
+    Some((v, parse(view.slice(v.span))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::scan::Parsed;
+
+    #[test]
+    fn plain() {
+        let v =
+            parse(b"SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK77;rport;received=10.0.0.1").unwrap();
+        assert_eq!(v.transport, b"UDP");
+        assert_eq!(v.host, b"192.0.2.1");
+        assert_eq!(v.port, Some(5070));
+        assert!(v.has_cookie());
+        assert_eq!(v.rport(), RPort::Empty);
+        assert_eq!(v.received(), Some(&b"10.0.0.1"[..]));
+        assert_eq!(v.params_off, 26);
+    }
+
+    #[test]
+    fn torture_whitespace() {
+        let v = parse(b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(v.version, b"2.0");
+        assert_eq!(v.transport, b"UDP");
+        assert!(!v.has_cookie());
+        let v =
+            parse(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8")
+                .unwrap();
+        assert_eq!(v.host, b"spindle.example.com");
+        assert_eq!(v.branch(), Some(&b"z9hG4bK9ikj8"[..]));
+        let v = parse(b"SIP/2.0/TCP [2001:db8::9] : 5061 ;ttl=3;maddr=224.0.0.1").unwrap();
+        assert_eq!(v.port, Some(5061));
+        assert_eq!(v.ttl(), Some(3));
+        assert_eq!(v.maddr(), Some(&b"224.0.0.1"[..]));
+    }
+
+    #[test]
+    fn broken() {
+        assert!(parse(b"SIP/2.0/UDP 192.0.2.15;;").is_err());
+        assert!(parse(b";").is_err());
+        assert!(parse(b"").is_err());
+        assert!(parse(b"SIP/2.0/UDP").is_err());
+        assert!(parse(b"SIP/2.0 UDP host").is_err());
+        assert!(parse(b"SIP/2.0/UDP host:99999").is_err());
+        assert!(parse(b"SIP/2.0/UDP host junk").is_err());
+    }
+
+    #[test]
+    fn spans_across_lines_and_commas() {
+        let m = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1 , SIP/2.0/TCP b\r\nTo: <sip:a@b>\r\nv: SIP/2.0/UDP c\r\n\r\n";
+        let mut p = Parsed::new();
+        p.scan_datagram(m).unwrap();
+        let view = p.view(m);
+        let all: Vec<_> = values(&view)
+            .map(|v| (view.slice(v.span), v.index_in_line))
+            .collect();
+        assert_eq!(
+            all,
+            vec![
+                (&b"SIP/2.0/UDP a;branch=z9hG4bK1"[..], 0),
+                (&b"SIP/2.0/TCP b"[..], 1),
+                (&b"SIP/2.0/UDP c"[..], 0)
+            ]
+        );
+        let (_, t) = top(&view).unwrap();
+        assert_eq!(t.unwrap().host, b"a");
+    }
+}

@@ -1,0 +1,659 @@
+//! Writers: stateless responses (RFC 3261 §8.2.6, §18.2.1, RFC 3581), stateless relay of
+//! requests (§16.11) and of responses (§16.7 step 3: pop our Via). Everything is written into a
+//! caller-owned `Vec<u8>` that is cleared and reused; with the caller's 64 KiB capacity no
+//! write below that size reallocates (only `extend_from_slice`, itoa and `write!` of IPs into
+//! the vector, which format on the stack).
+#![forbid(unsafe_code)]
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use super::Transport;
+use super::hdr::HeaderName;
+use super::nameaddr;
+use super::params::{Params, RPort};
+use super::scan::{Span, View};
+use super::validate::{ALLOW, ExtraHeader, Reject};
+use super::values;
+use super::via::{self, MAGIC_COOKIE, Via};
+
+const CRLF: &[u8] = b"\r\n";
+
+#[inline]
+fn put_u64(out: &mut Vec<u8>, n: u64) {
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b.format(n).as_bytes());
+}
+
+#[inline]
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    // Writing into a Vec cannot fail; IpAddr formats on the stack.
+    let _ = write!(out, "{}", ip.to_canonical());
+}
+
+fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(CRLF);
+}
+
+/// A small keyed hash (FNV-1a over the fields, separated, then a 64-bit finaliser). Not a MAC:
+/// it only has to make branches and tags unique and unguessable enough without state.
+struct KeyedHash(u64);
+
+impl KeyedHash {
+    fn new(secret: u64) -> KeyedHash {
+        KeyedHash(0xcbf2_9ce4_8422_2325 ^ secret.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    fn field(&mut self, bytes: &[u8]) -> &mut Self {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // Field separator so ("ab","c") and ("a","bc") differ.
+        self.0 = (self.0 ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
+        self
+    }
+
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn hex16(v: u64, out: &mut [u8; 16]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+}
+
+/// A deterministic To-tag from Call-ID, From tag, CSeq number and top branch, so a
+/// retransmission gets the same tag with no state (§8.2.6.2, §17.2.x absorbed statelessly).
+pub fn derive_to_tag<'o>(view: &View<'_>, secret: u64, out: &'o mut [u8; 16]) -> &'o [u8] {
+    let from_tag = view
+        .header(HeaderName::From)
+        .and_then(|f| nameaddr::parse(f).ok())
+        .and_then(|n| n.tag())
+        .unwrap_or(b"");
+    let seq = view
+        .header(HeaderName::CSeq)
+        .and_then(|c| values::cseq(c).ok())
+        .map_or(0, |c| c.seq);
+    let branch = via::top(view)
+        .and_then(|(_, v)| v.ok())
+        .and_then(|v| v.branch())
+        .unwrap_or(b"");
+    let h = KeyedHash::new(secret)
+        .field(view.header(HeaderName::CallId).unwrap_or(b""))
+        .field(from_tag)
+        .field(&seq.to_le_bytes())
+        .field(branch)
+        .finish();
+    hex16(h, out);
+    &out[..]
+}
+
+/// Where a response goes (§18.2.2, RFC 3581 §4): over TCP, back on the arriving connection
+/// (returned as `src`; the caller owns the connection); over UDP, to the source IP, at the
+/// source port when the Via has `rport`, else at the sent-by port (default 5060).
+pub fn response_dest(top: &Via<'_>, src: SocketAddr, transport: Transport) -> SocketAddr {
+    match transport {
+        Transport::Tcp => src,
+        Transport::Udp => match top.rport() {
+            RPort::Absent => SocketAddr::new(src.ip(), top.port_or_default()),
+            RPort::Empty | RPort::Port(_) => src,
+        },
+    }
+}
+
+/// Writes the top Via value with `received` / `rport` filled in (§18.2.1, RFC 3581 §4):
+/// `received` when the sent-by host is not the source IP, and always when `rport` is bare;
+/// a bare `rport` gets the source port. A value we cannot parse is copied as is.
+fn put_top_via(out: &mut Vec<u8>, raw: &[u8], src: SocketAddr) {
+    let Ok(v) = via::parse(raw) else {
+        out.extend_from_slice(raw);
+        return;
+    };
+    let src_ip = src.ip().to_canonical();
+    let rport_bare = v.rport() == RPort::Empty;
+    let add_received = rport_bare || v.host_kind.ip() != Some(src_ip);
+    if !add_received {
+        out.extend_from_slice(v.raw);
+        return;
+    }
+    out.extend_from_slice(v.raw.get(..v.params_off).unwrap_or(v.raw));
+    for p in v.params.iter() {
+        if p.name.eq_ignore_ascii_case(b"received")
+            || (rport_bare && p.name.eq_ignore_ascii_case(b"rport"))
+        {
+            continue;
+        }
+        out.push(b';');
+        out.extend_from_slice(p.name);
+        if let Some(val) = p.value {
+            out.push(b'=');
+            out.extend_from_slice(val);
+        }
+    }
+    out.extend_from_slice(b";received=");
+    put_ip(out, src_ip);
+    if rport_bare {
+        out.extend_from_slice(b";rport=");
+        put_u64(out, u64::from(src.port()));
+    }
+}
+
+/// Writes every Via line, top value rewritten, the rest verbatim (values only, canonical name).
+fn put_vias(out: &mut Vec<u8>, view: &View<'_>, src: SocketAddr) {
+    let top = via::values(view).next();
+    for (i, s) in view.slots().iter().enumerate() {
+        if s.name != HeaderName::Via {
+            continue;
+        }
+        out.extend_from_slice(b"Via: ");
+        match top {
+            Some(t) if t.slot == i => {
+                put_top_via(out, view.slice(t.span), src);
+                out.extend_from_slice(view.slice(Span {
+                    start: t.span.end,
+                    end: s.value.end,
+                }));
+            }
+            _ => out.extend_from_slice(view.slice(s.value)),
+        }
+        out.extend_from_slice(CRLF);
+    }
+}
+
+/// Writes a stateless response to the request in `view` (§8.2.6): status line, every Via (top
+/// one with received/rport), From, To (with `;tag=<to_tag>` added when To has none and the code
+/// is not 100), Call-ID, CSeq, `extra` headers, the header a [`Reject`] asked for, and
+/// `Content-Length: 0`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_response(
+    view: &View<'_>,
+    src: SocketAddr,
+    code: u16,
+    reason: &str,
+    to_tag: &[u8],
+    extra: &[(&str, &[u8])],
+    reject_extra: ExtraHeader,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(b"SIP/2.0 ");
+    put_u64(out, u64::from(code));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(CRLF);
+    put_vias(out, view, src);
+    if let Some(f) = view.header(HeaderName::From) {
+        put_header(out, "From", f);
+    }
+    if let Some(t) = view.header(HeaderName::To) {
+        out.extend_from_slice(b"To: ");
+        out.extend_from_slice(t);
+        let has_tag = nameaddr::parse(t).map(|n| n.tag().is_some());
+        if has_tag == Ok(false) && code != 100 && !to_tag.is_empty() {
+            out.extend_from_slice(b";tag=");
+            out.extend_from_slice(to_tag);
+        }
+        out.extend_from_slice(CRLF);
+    }
+    if let Some(c) = view.header(HeaderName::CallId) {
+        put_header(out, "Call-ID", c);
+    }
+    if let Some(c) = view.header(HeaderName::CSeq) {
+        put_header(out, "CSeq", c);
+    }
+    for (name, value) in extra {
+        put_header(out, name, value);
+    }
+    match reject_extra {
+        ExtraHeader::None => {}
+        ExtraHeader::Allow => put_header(out, "Allow", ALLOW.as_bytes()),
+        ExtraHeader::Accept(types) => put_header(out, "Accept", types.as_bytes()),
+        ExtraHeader::Unsupported(_) => {
+            for r in view.values(HeaderName::Require) {
+                put_header(out, "Unsupported", r);
+            }
+        }
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+}
+
+/// How to relay a request statelessly (§16.11).
+#[derive(Clone, Copy, Debug)]
+pub struct RelaySpec<'a> {
+    pub own_transport: Transport,
+    pub own_host: &'a str,
+    pub own_port: u16,
+    pub branch_secret: u64,
+    /// Extra parameters appended to our Via, e.g. `b";cid=3.17"`.
+    pub via_params: &'a [u8],
+    pub request_uri: &'a [u8],
+    /// A Route value to put first (outbound proxy), e.g. `b"<sip:proxy.example.com;lr>"`.
+    pub route: Option<&'a [u8]>,
+    pub src: SocketAddr,
+    /// Headers to remove (e.g. P-Asserted-Identity from an untrusted peer, D7).
+    pub strip: &'a [HeaderName],
+}
+
+/// The branch for our Via (§16.11): a keyed hash of the incoming branch when it carries the
+/// magic cookie (so a retransmission maps to the same branch), else of the fields that
+/// identify the transaction in RFC 2543 terms.
+fn relay_branch(view: &View<'_>, secret: u64) -> u64 {
+    let top = via::top(view).and_then(|(_, v)| v.ok());
+    if let Some(b) = top
+        .and_then(|v| v.branch())
+        .filter(|b| b.starts_with(MAGIC_COOKIE))
+    {
+        return KeyedHash::new(secret).field(b).finish();
+    }
+    let na = |h| {
+        view.header(h)
+            .and_then(|x| nameaddr::parse(x).ok())
+            .and_then(|n| n.tag())
+            .unwrap_or(b"")
+    };
+    let seq = view
+        .header(HeaderName::CSeq)
+        .and_then(|c| values::cseq(c).ok())
+        .map_or(0, |c| c.seq);
+    KeyedHash::new(secret)
+        .field(view.header(HeaderName::CallId).unwrap_or(b""))
+        .field(&seq.to_le_bytes())
+        .field(na(HeaderName::From))
+        .field(na(HeaderName::To))
+        .field(top.map_or(&b""[..], |v| v.raw))
+        .field(view.request_uri())
+        .finish()
+}
+
+/// Writes the request in `view` relayed per `spec` (§16.6, §16.11): new Request-URI, our Via
+/// first, the incoming Vias (top rewritten with received/rport), Max-Forwards decremented
+/// (483 at 0, §16.3 step 3; 70 when absent, §16.6 step 3), the optional Route, every other
+/// header verbatim except `strip` and Content-Length, our Content-Length, the body.
+pub fn write_relay_request(
+    view: &View<'_>,
+    spec: &RelaySpec<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Reject> {
+    out.clear();
+    let mf = match view.header(HeaderName::MaxForwards) {
+        None => 70,
+        Some(x) => values::max_forwards(x)
+            .map_err(|_| Reject::new(400, "Bad Request - Malformed Max-Forwards"))?,
+    };
+    if mf == 0 {
+        return Err(Reject::new(483, "Too Many Hops"));
+    }
+    out.extend_from_slice(view.method_bytes());
+    out.push(b' ');
+    out.extend_from_slice(spec.request_uri);
+    out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/");
+    out.extend_from_slice(spec.own_transport.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(spec.own_host.as_bytes());
+    out.push(b':');
+    put_u64(out, u64::from(spec.own_port));
+    out.extend_from_slice(b";branch=");
+    out.extend_from_slice(MAGIC_COOKIE);
+    let mut hex = [0u8; 16];
+    hex16(relay_branch(view, spec.branch_secret), &mut hex);
+    out.extend_from_slice(&hex);
+    out.extend_from_slice(b";rport");
+    out.extend_from_slice(spec.via_params);
+    out.extend_from_slice(CRLF);
+    put_vias(out, view, spec.src);
+    out.extend_from_slice(b"Max-Forwards: ");
+    put_u64(out, u64::from(mf - 1));
+    out.extend_from_slice(CRLF);
+    if let Some(r) = spec.route {
+        put_header(out, "Route", r);
+    }
+    for s in view.slots() {
+        match s.name {
+            HeaderName::Via | HeaderName::MaxForwards | HeaderName::ContentLength => continue,
+            n if n != HeaderName::Other && spec.strip.contains(&n) => continue,
+            _ => out.extend_from_slice(view.slice(s.line)),
+        }
+    }
+    let body = view.body();
+    out.extend_from_slice(b"Content-Length: ");
+    put_u64(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+    Ok(())
+}
+
+/// Identifies our own Via in responses.
+#[derive(Clone, Copy, Debug)]
+pub struct OwnVia<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    /// Our branches start with this (e.g. `b"z9hG4bK"` plus a per-instance marker).
+    pub branch_prefix: &'a [u8],
+}
+
+/// Where a relayed response goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextHop<'a> {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+    /// Parameters of the Via we popped (e.g. `cid`, to find a TCP connection).
+    pub popped: Params<'a>,
+}
+
+/// Why a response is not relayed (it is dropped and counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RelayDrop {
+    #[error("no Via")]
+    NoVia,
+    #[error("unparsable Via")]
+    BadVia,
+    #[error("top Via is not ours")]
+    NotOurs,
+    #[error("no Via after ours")]
+    NoNextVia,
+    #[error("next hop is not an IP literal")]
+    NotIpLiteral,
+    #[error("next hop is a broadcast, multicast or unspecified address")]
+    Broadcast,
+    #[error("next hop transport not served")]
+    UnsupportedTransport,
+}
+
+fn parse_ip(s: &[u8]) -> Option<IpAddr> {
+    let s = s
+        .strip_prefix(b"[")
+        .and_then(|x| x.strip_suffix(b"]"))
+        .unwrap_or(s);
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// Pops our top Via from a response and says where it goes (§16.7 step 3, §18.2.2 applied to
+/// the next Via: its `received` else its host as an IP literal; its `rport` value else its
+/// port else 5060). When the top value shares a line (`Via: a, b`), only `a` is removed.
+/// A response toward a broadcast address is refused (RFC 4475 bcast).
+pub fn write_relay_response<'a>(
+    view: &View<'a>,
+    own: &OwnVia<'_>,
+    out: &mut Vec<u8>,
+) -> Result<NextHop<'a>, RelayDrop> {
+    out.clear();
+    let mut vals = via::values(view);
+    let top = vals.next().ok_or(RelayDrop::NoVia)?;
+    let tv = via::parse(view.slice(top.span)).map_err(|_| RelayDrop::BadVia)?;
+    let ours = tv
+        .branch()
+        .is_some_and(|b| b.starts_with(own.branch_prefix))
+        && tv.host.eq_ignore_ascii_case(own.host.as_bytes())
+        && tv.port_or_default() == own.port;
+    if !ours {
+        return Err(RelayDrop::NotOurs);
+    }
+    let next = vals.next().ok_or(RelayDrop::NoNextVia)?;
+    let nv = via::parse(view.slice(next.span)).map_err(|_| RelayDrop::BadVia)?;
+    let ip = match nv.received() {
+        Some(r) => parse_ip(r).ok_or(RelayDrop::NotIpLiteral)?,
+        None => nv.host_kind.ip().ok_or(RelayDrop::NotIpLiteral)?,
+    };
+    let ip = ip.to_canonical();
+    let refused = match ip {
+        IpAddr::V4(a) => a.is_broadcast() || a.is_multicast() || a.is_unspecified(),
+        IpAddr::V6(a) => a.is_multicast() || a.is_unspecified(),
+    };
+    if refused {
+        return Err(RelayDrop::Broadcast);
+    }
+    let port = match nv.rport() {
+        RPort::Port(p) => p,
+        _ => nv.port_or_default(),
+    };
+    let transport = if nv.transport.eq_ignore_ascii_case(b"UDP") {
+        Transport::Udp
+    } else if nv.transport.eq_ignore_ascii_case(b"TCP") {
+        Transport::Tcp
+    } else {
+        return Err(RelayDrop::UnsupportedTransport);
+    };
+    let slots = view.slots();
+    let head_start = view.msg_span().start as usize;
+    let first_line = slots
+        .first()
+        .map_or(view.body_span().start, |s| s.line.start);
+    out.extend_from_slice(view.slice(Span::new(head_start, first_line as usize)));
+    for (i, s) in slots.iter().enumerate() {
+        if i != top.slot {
+            out.extend_from_slice(view.slice(s.line));
+            continue;
+        }
+        if next.slot == i {
+            // `Via: ours, next, ...`: keep the line without our value.
+            out.extend_from_slice(b"Via: ");
+            out.extend_from_slice(view.slice(Span {
+                start: next.span.start,
+                end: s.value.end,
+            }));
+            out.extend_from_slice(CRLF);
+        }
+    }
+    let rest = slots.last().map_or(first_line, |s| s.line.end);
+    out.extend_from_slice(view.slice(Span {
+        start: rest,
+        end: view.msg_span().end,
+    }));
+    Ok(NextHop {
+        addr: SocketAddr::new(ip, port),
+        transport,
+        popped: tv.params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::scan::Parsed;
+    use crate::sip::validate::{Limits, check_request};
+
+    const REQ: &[u8] = b"MESSAGE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP client.example.com:5070;branch=z9hG4bK776;rport, SIP/2.0/TCP p.example.com;branch=z9hG4bKp\r\n\
+Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK9\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>\r\n\
+Call-ID: c1@x\r\n\
+CSeq: 7 MESSAGE\r\n\
+P-Asserted-Identity: <sip:alice@example.com>\r\n\
+Require: foo, bar\r\n\
+Content-Type: text/plain\r\n\
+Content-Length: 5\r\n\
+\r\n\
+hello";
+
+    fn src() -> SocketAddr {
+        "198.51.100.7:40000".parse().unwrap()
+    }
+
+    #[test]
+    fn response_copies_and_rewrites() {
+        let mut p = Parsed::new();
+        p.scan_datagram(REQ).unwrap();
+        let v = p.view(REQ);
+        let r = check_request(&v, &Limits::default()).unwrap_err();
+        let mut out = Vec::with_capacity(65536);
+        let mut tag = [0u8; 16];
+        let tag = derive_to_tag(&v, 42, &mut tag);
+        write_response(
+            &v,
+            src(),
+            r.code,
+            r.reason,
+            tag,
+            &[("Server", b"x")],
+            r.extra,
+            &mut out,
+        );
+        let s = String::from_utf8(out.clone()).unwrap();
+        let tag_s = std::str::from_utf8(tag).unwrap();
+        let expect = format!(
+            "SIP/2.0 420 Bad Extension\r\n\
+Via: SIP/2.0/UDP client.example.com:5070;branch=z9hG4bK776;received=198.51.100.7;rport=40000, SIP/2.0/TCP p.example.com;branch=z9hG4bKp\r\n\
+Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK9\r\n\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>;tag={tag_s}\r\n\
+Call-ID: c1@x\r\n\
+CSeq: 7 MESSAGE\r\n\
+Server: x\r\n\
+Unsupported: foo, bar\r\n\
+Content-Length: 0\r\n\r\n"
+        );
+        assert_eq!(s, expect);
+        assert_eq!(out.capacity(), 65536);
+    }
+
+    #[test]
+    fn to_tag_is_deterministic() {
+        let mut p = Parsed::new();
+        p.scan_datagram(REQ).unwrap();
+        let mut a = [0u8; 16];
+        let mut b = [0u8; 16];
+        assert_eq!(
+            derive_to_tag(&p.view(REQ), 1, &mut a),
+            derive_to_tag(&p.view(REQ), 1, &mut b)
+        );
+        let a1 = a;
+        derive_to_tag(&p.view(REQ), 2, &mut b);
+        assert_ne!(a1, b);
+    }
+
+    #[test]
+    fn response_destination() {
+        let v = via::parse(b"SIP/2.0/UDP h:5070;rport").unwrap();
+        assert_eq!(response_dest(&v, src(), Transport::Udp), src());
+        let v = via::parse(b"SIP/2.0/UDP h:5070").unwrap();
+        assert_eq!(
+            response_dest(&v, src(), Transport::Udp),
+            "198.51.100.7:5070".parse().unwrap()
+        );
+        let v = via::parse(b"SIP/2.0/UDP h").unwrap();
+        assert_eq!(response_dest(&v, src(), Transport::Udp).port(), 5060);
+        assert_eq!(response_dest(&v, src(), Transport::Tcp), src());
+    }
+
+    fn spec<'a>(strip: &'a [HeaderName]) -> RelaySpec<'a> {
+        RelaySpec {
+            own_transport: Transport::Udp,
+            own_host: "10.0.0.1",
+            own_port: 5060,
+            branch_secret: 9,
+            via_params: b";cid=3.17",
+            request_uri: b"sip:bob@192.0.2.50:5062",
+            route: Some(b"<sip:proxy.example.com;lr>"),
+            src: src(),
+            strip,
+        }
+    }
+
+    #[test]
+    fn relay_request_and_response_round_trip() {
+        let mut p = Parsed::new();
+        p.scan_datagram(REQ).unwrap();
+        let v = p.view(REQ);
+        let mut out = Vec::with_capacity(65536);
+        write_relay_request(&v, &spec(&[HeaderName::PAssertedIdentity]), &mut out).unwrap();
+        let s = String::from_utf8(out.clone()).unwrap();
+        assert!(s.starts_with("MESSAGE sip:bob@192.0.2.50:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK"), "{s}");
+        assert!(s.contains(";rport;cid=3.17\r\nVia: SIP/2.0/UDP client.example.com:5070;branch=z9hG4bK776;received=198.51.100.7;rport=40000, SIP/2.0/TCP"));
+        assert!(s.contains("Max-Forwards: 69\r\nRoute: <sip:proxy.example.com;lr>\r\nFrom:"));
+        assert!(!s.contains("P-Asserted-Identity"));
+        assert!(s.ends_with("Content-Length: 5\r\n\r\nhello"));
+        // Same branch on a retransmission.
+        let mut again = Vec::with_capacity(65536);
+        write_relay_request(&v, &spec(&[]), &mut again).unwrap();
+        assert_eq!(out[..120], again[..120]);
+
+        // The relayed request, answered by the next hop, comes back through us.
+        let mut q = Parsed::new();
+        q.scan_datagram(&out).unwrap();
+        let rv = q.view(&out);
+        assert!(check_request(&rv, &Limits::default()).is_err()); // Require: still there
+        let mut resp = Vec::with_capacity(65536);
+        write_response(
+            &rv,
+            "192.0.2.50:5062".parse().unwrap(),
+            200,
+            "OK",
+            b"t",
+            &[],
+            ExtraHeader::None,
+            &mut resp,
+        );
+        let mut r = Parsed::new();
+        r.scan_datagram(&resp).unwrap();
+        let own = OwnVia {
+            host: "10.0.0.1",
+            port: 5060,
+            branch_prefix: b"z9hG4bK",
+        };
+        let mut fwd = Vec::with_capacity(65536);
+        let hop = write_relay_response(&r.view(&resp), &own, &mut fwd).unwrap();
+        assert_eq!(hop.addr, src());
+        assert_eq!(hop.transport, Transport::Udp);
+        assert_eq!(hop.popped.value("cid"), Some(&b"3.17"[..]));
+        let f = String::from_utf8(fwd).unwrap();
+        assert!(
+            f.starts_with("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP client.example.com:5070;"),
+            "{f}"
+        );
+        assert!(!f.contains("10.0.0.1"));
+    }
+
+    #[test]
+    fn relay_response_removes_shared_value_and_drops_strangers() {
+        let m = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx, SIP/2.0/TCP 192.0.2.4:5070;branch=z9hG4bKy\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n";
+        let mut p = Parsed::new();
+        p.scan_datagram(m).unwrap();
+        let own = OwnVia {
+            host: "10.0.0.1",
+            port: 5060,
+            branch_prefix: b"z9hG4bKx",
+        };
+        let mut out = Vec::new();
+        let hop = write_relay_response(&p.view(m), &own, &mut out).unwrap();
+        assert_eq!(hop.addr, "192.0.2.4:5070".parse().unwrap());
+        assert_eq!(hop.transport, Transport::Tcp);
+        assert_eq!(
+            out,
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 192.0.2.4:5070;branch=z9hG4bKy\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n"
+        );
+        let other = OwnVia {
+            host: "10.0.0.2",
+            port: 5060,
+            branch_prefix: b"z9hG4bKx",
+        };
+        assert_eq!(
+            write_relay_response(&p.view(m), &other, &mut out),
+            Err(RelayDrop::NotOurs)
+        );
+    }
+
+    #[test]
+    fn zero_max_forwards_is_483() {
+        let m = String::from_utf8_lossy(REQ).replace("Max-Forwards: 70", "Max-Forwards: 0");
+        let mut p = Parsed::new();
+        p.scan_datagram(m.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            write_relay_request(&p.view(m.as_bytes()), &spec(&[]), &mut out)
+                .unwrap_err()
+                .code,
+            483
+        );
+    }
+}
