@@ -1,0 +1,222 @@
+use super::*;
+use crate::policy::identity::IdBuf;
+use crate::policy::user::{RelayTarget, Verdict};
+use std::sync::atomic::AtomicBool;
+
+fn id(uri: &str) -> Identity {
+    Identity::parse(uri.as_bytes()).expect("valid test URI")
+}
+
+fn target(port: u16) -> RelayTarget {
+    RelayTarget {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        tcp: false,
+        uri: format!("sip:u@127.0.0.1:{port}").into_bytes().into(),
+    }
+}
+
+fn blocking(uri: &str, port: u16) -> UserPolicy {
+    UserPolicy::builder()
+        .block(&id(uri))
+        .target(target(port))
+        .build()
+        .expect("valid policy")
+}
+
+#[test]
+fn insert_update_remove() {
+    let table = PolicyTable::with_capacity(10);
+    let bob = id("sip:bob@example.com");
+    assert!(table.is_empty());
+    assert!(table.with(bob.as_bytes(), |p| p.is_none()));
+
+    table.upsert(bob.clone(), blocking("sip:tom@example.com", 5070));
+    assert_eq!(table.len(), 1);
+    let verdict = |sender: &[u8]| {
+        table.with(b"bob@example.com", |p| {
+            p.map(|p| matches!(p.decide(sender), Verdict::Blocked))
+        })
+    };
+    assert_eq!(verdict(b"tom@example.com"), Some(true));
+    assert_eq!(verdict(b"ann@example.com"), Some(false));
+
+    // Replace: same key, len unchanged.
+    table.upsert(bob.clone(), blocking("sip:ann@example.com", 5070));
+    assert_eq!(table.len(), 1);
+    assert_eq!(verdict(b"tom@example.com"), Some(false));
+    assert_eq!(verdict(b"ann@example.com"), Some(true));
+
+    // Read-modify-write keeps the lists, changes the target.
+    table.update(&bob, |p| p.map(|p| p.with_target(Some(target(6000)))));
+    let entry = table.get(bob.as_bytes()).expect("bob is there");
+    assert_eq!(&*entry.key, bob.as_bytes());
+    assert_eq!(
+        entry.policy.target.as_ref().map(|t| t.addr.port()),
+        Some(6000)
+    );
+    assert!(entry.policy.blocked.contains(b"ann@example.com"));
+
+    // An update of an absent user that returns None changes nothing.
+    let carol = id("sip:carol@example.com");
+    table.update(&carol, |p| {
+        assert!(p.is_none());
+        None
+    });
+    assert_eq!(table.len(), 1);
+
+    assert!(table.remove(&bob));
+    assert!(!table.remove(&bob));
+    assert_eq!(table.len(), 0);
+    assert!(!table.contains(bob.as_bytes()));
+    // A reader still holding the old entry keeps it whole.
+    assert!(entry.policy.blocked.contains(b"ann@example.com"));
+}
+
+#[test]
+fn many_users_and_for_each() {
+    let table = PolicyTable::with_capacity(100);
+    for i in 0..2000 {
+        table.upsert(id(&format!("sip:u{i}@x.com")), UserPolicy::default());
+    }
+    assert_eq!(table.len(), 2000);
+    for i in (0..2000).step_by(2) {
+        assert!(table.remove(&id(&format!("sip:u{i}@x.com"))));
+    }
+    assert_eq!(table.len(), 1000);
+    let mut seen = 0;
+    table.for_each(|e| {
+        let n: usize = std::str::from_utf8(&e.key[1..e.key.len() - 6])
+            .expect("ascii")
+            .parse()
+            .expect("number");
+        assert_eq!(n % 2, 1);
+        seen += 1;
+    });
+    assert_eq!(seen, 1000);
+    assert!(table.contains(b"u1999@x.com"));
+    assert!(!table.contains(b"u1998@x.com"));
+    assert!(table.index_bytes() > 0);
+}
+
+#[test]
+fn from_entries_builds_and_dedups() {
+    let entries = (0..5000)
+        .map(|i| (id(&format!("sip:u{i}@x.com")), UserPolicy::default()))
+        .chain(std::iter::once((
+            id("sip:u7@x.com"),
+            blocking("sip:late@x.com", 1),
+        )));
+    let table = PolicyTable::from_entries(entries);
+    assert_eq!(table.len(), 5000);
+    assert!(table.contains(b"u4999@x.com"));
+    assert!(!table.contains(b"u5000@x.com"));
+    // The later duplicate won.
+    assert!(table.with(b"u7@x.com", |p| p.is_some_and(|p| p.blocks(b"late@x.com"))));
+    // The table stays writable.
+    table.upsert(id("sip:new@x.com"), UserPolicy::default());
+    assert_eq!(table.len(), 5001);
+    assert_eq!(PolicyTable::from_entries(Vec::new()).len(), 0);
+}
+
+#[test]
+fn shard_sizing() {
+    assert_eq!(shard_count(0), SHARDS_MIN);
+    assert_eq!(shard_count(1_000_000), SHARDS_MAX);
+    assert_eq!(shard_count(usize::MAX / 2), SHARDS_MAX);
+    assert_eq!(PolicyTable::new().shards.len(), SHARDS_MAX);
+}
+
+/// Readers running while one writer republishes a user must always see one whole version:
+/// the blocked identity, the ISB flag and the target port all carry the same version number,
+/// and versions never go backwards.
+#[test]
+fn readers_see_whole_snapshots() {
+    const VERSIONS: u16 = 2_000;
+    const READS_MAX: usize = 2_000_000;
+    let table = PolicyTable::with_capacity(1000);
+    let alice = id("sip:alice@example.com");
+    let version = |v: u16| {
+        let mut p = blocking(&format!("sip:v{v}@spam.example"), v);
+        p.isb = v % 2 == 1;
+        p
+    };
+    // Neighbours in the same shards, so shard copies carry other users along.
+    for i in 0..500 {
+        table.upsert(id(&format!("sip:n{i}@example.com")), version(0));
+    }
+    table.upsert(alice.clone(), version(0));
+    let done = AtomicBool::new(false);
+
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut last = 0u16;
+                    let mut name = IdBuf::new();
+                    let mut reads = 0;
+                    while !done.load(Ordering::Acquire) && reads < READS_MAX {
+                        reads += 1;
+                        let v = table.with(alice.as_bytes(), |p| {
+                            let p = p.expect("alice is never removed");
+                            let v = p.target.as_ref().expect("always a target").addr.port();
+                            assert_eq!(p.isb, v % 2 == 1, "isb of version {v}");
+                            let uri = format!("sip:v{v}@spam.example");
+                            crate::policy::normalize(uri.as_bytes(), &mut name).expect("valid");
+                            assert!(p.blocks(name.as_bytes()), "list of version {v}");
+                            assert_eq!(p.blocked.len(), 1);
+                            v
+                        });
+                        assert!(v >= last, "version went back from {last} to {v}");
+                        last = v;
+                    }
+                    reads
+                })
+            })
+            .collect();
+        for v in 1..=VERSIONS {
+            table.upsert(alice.clone(), version(v));
+            if v % 7 == 0 {
+                // Churn a neighbour too.
+                table.update(&id(&format!("sip:n{}@example.com", v % 500)), |p| {
+                    p.map(|p| p.with_target(Some(target(v))))
+                });
+            }
+        }
+        done.store(true, Ordering::Release);
+        for reader in readers {
+            assert!(reader.join().expect("reader panicked") > 0);
+        }
+    });
+    assert_eq!(table.len(), 501);
+    assert_eq!(
+        table.with(alice.as_bytes(), |p| p
+            .and_then(|p| p.target.as_ref().map(|t| t.addr.port()))),
+        Some(VERSIONS)
+    );
+}
+
+/// Concurrent writers of one user never lose an update (each adds one blocked identity).
+#[test]
+fn concurrent_writers_lose_nothing() {
+    const PER_WRITER: usize = 200;
+    let table = PolicyTable::with_capacity(100);
+    let alice = id("sip:alice@example.com");
+    table.upsert(alice.clone(), UserPolicy::default());
+    std::thread::scope(|scope| {
+        for w in 0..3 {
+            let (table, alice) = (&table, &alice);
+            scope.spawn(move || {
+                for i in 0..PER_WRITER {
+                    let blocked = id(&format!("sip:w{w}x{i}@spam.example"));
+                    table.update(alice, |p| {
+                        let mut p = p.cloned().unwrap_or_default();
+                        p.blocked.insert(&blocked).expect("below the limit");
+                        Some(p)
+                    });
+                }
+            });
+        }
+    });
+    let entry = table.get(alice.as_bytes()).expect("alice");
+    assert_eq!(entry.policy.blocked.len(), 3 * PER_WRITER);
+}
