@@ -1,0 +1,101 @@
+//! Binding: one UDP socket and one TCP listener per worker, all on the same address with
+//! `SO_REUSEPORT`, plus the single-source spreading program on the UDP group.
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{TransportConfig, sys};
+
+/// With port 0 the UDP port is chosen by the kernel and TCP may find it taken: retry this often.
+const BIND_ATTEMPTS: usize = 8;
+const LISTEN_BACKLOG: i32 = 1024;
+
+pub(crate) struct Bound {
+    pub(crate) local: SocketAddr,
+    pub(crate) udp: Vec<mio::net::UdpSocket>,
+    pub(crate) tcp: Vec<mio::net::TcpListener>,
+    pub(crate) spreading: bool,
+}
+
+pub(crate) fn bind_all(cfg: &TransportConfig, workers: usize) -> io::Result<Bound> {
+    let mut last_err = None;
+    for _ in 0..BIND_ATTEMPTS {
+        match try_bind_all(cfg, workers) {
+            Ok(b) => return Ok(b),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && cfg.sip_addr.port() == 0 => {
+                last_err = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse)))
+}
+
+fn try_bind_all(cfg: &TransportConfig, workers: usize) -> io::Result<Bound> {
+    let mut addr = cfg.sip_addr;
+    let mut udp = Vec::with_capacity(workers);
+    // The first socket picks the port when it is 0; the others join its reuseport group. The
+    // group's socket order is the bind order, which the spreading program's index relies on.
+    for _ in 0..workers {
+        let s = udp_socket(cfg, addr)?;
+        if addr.port() == 0 {
+            addr = s.local_addr()?;
+        }
+        udp.push(s);
+    }
+    let mut tcp = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        tcp.push(tcp_listener(addr)?);
+    }
+    let spreading = cfg.spread_single_source
+        && workers > 1
+        && match sys::attach_random_reuseport_cbpf(udp[0].as_raw_fd(), workers as u32) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "transport: SO_ATTACH_REUSEPORT_CBPF failed; \
+                    one source address will use one worker");
+                false
+            }
+        };
+    Ok(Bound {
+        local: addr,
+        udp: udp.into_iter().map(mio::net::UdpSocket::from_std).collect(),
+        tcp: tcp
+            .into_iter()
+            .map(mio::net::TcpListener::from_std)
+            .collect(),
+        spreading,
+    })
+}
+
+fn udp_socket(cfg: &TransportConfig, addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    // Best effort: the kernel caps these at net.core.[rw]mem_max.
+    if let Err(e) = s.set_recv_buffer_size(cfg.so_rcvbuf) {
+        tracing::warn!(error = %e, "transport: SO_RCVBUF");
+    }
+    if let Err(e) = s.set_send_buffer_size(cfg.so_sndbuf) {
+        tracing::warn!(error = %e, "transport: SO_SNDBUF");
+    }
+    if let Err(e) = sys::enable_rxq_ovfl(s.as_raw_fd()) {
+        tracing::warn!(error = %e, "transport: SO_RXQ_OVFL (rx_drops stays 0)");
+    }
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(LISTEN_BACKLOG)?;
+    Ok(s.into())
+}

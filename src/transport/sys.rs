@@ -1,0 +1,464 @@
+//! The transport's one place for `unsafe` (besides the optional io_uring driver): batched
+//! `recvmmsg`/`sendmmsg`, two `setsockopt`s that std/socket2 lack (`SO_RXQ_OVFL`,
+//! `SO_ATTACH_REUSEPORT_CBPF`) and `sockaddr` <-> `SocketAddr` conversion.
+//!
+//! Invariants shared by every call here:
+//! - every pointer handed to the kernel points into a buffer owned by `self` (or borrowed for
+//!   the whole call) and is rebuilt right before the call, so moving the struct between calls is
+//!   harmless;
+//! - every length handed to the kernel is the length of the buffer the pointer points to;
+//! - the kernel's reported lengths are clamped to our buffer sizes before we slice.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+/// The largest UDP payload.
+pub(crate) const MAX_DATAGRAM: usize = 65_535;
+
+// Not exported by `libc` for linux-gnu; these values are the asm-generic ones (x86, x86_64, arm,
+// aarch64, riscv, loongarch). Other architectures (mips, sparc, parisc, powerpc) use other numbers.
+#[cfg(any(
+    target_arch = "x86",
+    target_arch = "x86_64",
+    target_arch = "arm",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "loongarch64"
+))]
+mod consts {
+    pub(super) const SO_RXQ_OVFL: libc::c_int = 40;
+    pub(super) const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+}
+use consts::*;
+
+/// Room for one `SO_RXQ_OVFL` control message (CMSG_SPACE(4) = 24 on 64-bit), 8-aligned.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct CmsgBuf([u8; 64]);
+
+/// Preallocated state for one `recvmmsg` call of up to `n` datagrams.
+pub(crate) struct RecvBatch {
+    data: Box<[u8]>,
+    slot_len: usize,
+    lens: Box<[usize]>,
+    peers: Box<[Option<SocketAddr>]>,
+    addrs: Box<[libc::sockaddr_storage]>,
+    iovs: Box<[libc::iovec]>,
+    hdrs: Box<[libc::mmsghdr]>,
+    cmsgs: Box<[CmsgBuf]>,
+    filled: usize,
+    /// Highest cumulative `SO_RXQ_OVFL` drop count seen.
+    drops: u64,
+}
+
+impl RecvBatch {
+    pub(crate) fn new(n: usize) -> RecvBatch {
+        let n = n.clamp(1, 1024);
+        let slot_len = MAX_DATAGRAM;
+        RecvBatch {
+            data: vec![0u8; n * slot_len].into_boxed_slice(),
+            slot_len,
+            lens: vec![0; n].into_boxed_slice(),
+            peers: vec![None; n].into_boxed_slice(),
+            // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which all-zero
+            // bytes are a valid value (null pointers, zero lengths).
+            addrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
+            iovs: (0..n).map(|_| unsafe { zeroed() }).collect(),
+            hdrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
+            cmsgs: vec![CmsgBuf([0; 64]); n].into_boxed_slice(),
+            filled: 0,
+            drops: 0,
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// One non-blocking `recvmmsg`. Returns how many datagrams were received (>= 1), or the error
+    /// (`WouldBlock` when the queue is empty).
+    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.recv_flags(fd, libc::MSG_DONTWAIT)
+    }
+
+    /// One `recvmmsg` that blocks until at least one datagram (or the socket's `SO_RCVTIMEO`),
+    /// then takes what is queued: for the measurement tools' blocking loops.
+    pub(crate) fn recv_wait(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.recv_flags(fd, libc::MSG_WAITFORONE)
+    }
+
+    fn recv_flags(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
+        self.filled = 0;
+        let n = self.hdrs.len();
+        for i in 0..n {
+            let slot = &mut self.data[i * self.slot_len..(i + 1) * self.slot_len];
+            self.iovs[i] = libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: slot.len(),
+            };
+            let h = &mut self.hdrs[i];
+            h.msg_len = 0;
+            h.msg_hdr.msg_name = (&raw mut self.addrs[i]).cast();
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = &raw mut self.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = self.cmsgs[i].0.as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = self.cmsgs[i].0.len() as _;
+            h.msg_hdr.msg_flags = 0;
+        }
+        // SAFETY: `hdrs` holds `n` initialised mmsghdr whose name/iov/control pointers point into
+        // `addrs`, `iovs`/`data` and `cmsgs`, all owned by `self`, alive and not otherwise borrowed
+        // for the duration of the call, with matching lengths. A null timeout: the wait (if any)
+        // is bounded by MSG_DONTWAIT or the socket's SO_RCVTIMEO.
+        let got = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let got = (got as usize).min(n);
+        for i in 0..got {
+            let h = &self.hdrs[i];
+            self.lens[i] = (h.msg_len as usize).min(self.slot_len);
+            self.peers[i] = sockaddr_to_std(&self.addrs[i], h.msg_hdr.msg_namelen);
+            if let Some(d) = rxq_ovfl(&h.msg_hdr) {
+                self.drops = self.drops.max(u64::from(d));
+            }
+        }
+        self.filled = got;
+        Ok(got)
+    }
+
+    /// Datagram `i` of the last `recv` and its sender (`None` for an unknown address family).
+    pub(crate) fn datagram(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+        if i >= self.filled {
+            return None;
+        }
+        let peer = self.peers[i]?;
+        let start = i * self.slot_len;
+        Some((&self.data[start..start + self.lens[i]], peer))
+    }
+
+    /// Cumulative kernel drops on this socket (needs `SO_RXQ_OVFL`).
+    pub(crate) fn drops(&self) -> u64 {
+        self.drops
+    }
+}
+
+/// Reads the `SO_RXQ_OVFL` counter out of a received message's control data.
+fn rxq_ovfl(h: &libc::msghdr) -> Option<u32> {
+    // SAFETY: `h` was filled by recvmmsg: msg_control points into our CmsgBuf and msg_controllen
+    // was set by the kernel to at most its size; CMSG_FIRSTHDR/NXTHDR stay within it, and the
+    // data of an SO_RXQ_OVFL message is one u32 (read unaligned to be safe).
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == SO_RXQ_OVFL {
+                return Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
+/// Preallocated state for `sendmmsg` of up to `n` datagrams per call.
+pub(crate) struct SendBatch {
+    addrs: Box<[libc::sockaddr_storage]>,
+    addr_lens: Box<[libc::socklen_t]>,
+    iovs: Box<[libc::iovec]>,
+    hdrs: Box<[libc::mmsghdr]>,
+}
+
+/// What `SendBatch::send_all` did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SendTally {
+    pub(crate) sent: u64,
+    pub(crate) failed: u64,
+}
+
+impl SendBatch {
+    pub(crate) fn new(n: usize) -> SendBatch {
+        let n = n.clamp(1, 1024);
+        SendBatch {
+            // SAFETY: as in RecvBatch::new, all-zero is valid for these C structs.
+            addrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
+            addr_lens: vec![0; n].into_boxed_slice(),
+            iovs: (0..n).map(|_| unsafe { zeroed() }).collect(),
+            hdrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
+        }
+    }
+
+    /// Sends every `(addr, bytes)` of `items`, up to `n` per `sendmmsg`. A datagram the kernel
+    /// refuses (full buffer, unreachable, bad address) is skipped and counted in `failed`: UDP
+    /// is best effort and SIP retransmits. Never blocks; bounded by the number of items.
+    pub(crate) fn send_all<'a, I>(&mut self, fd: RawFd, items: I) -> SendTally
+    where
+        I: IntoIterator<Item = (SocketAddr, &'a [u8])>,
+    {
+        let mut tally = SendTally::default();
+        let mut items = items.into_iter();
+        loop {
+            // Fill: the borrowed slices live for 'a, which outlives this call.
+            let mut filled = 0;
+            for (addr, bytes) in items.by_ref() {
+                self.addr_lens[filled] = std_to_sockaddr(&addr, &mut self.addrs[filled]);
+                self.iovs[filled] = libc::iovec {
+                    iov_base: bytes.as_ptr().cast_mut().cast(),
+                    iov_len: bytes.len(),
+                };
+                filled += 1;
+                if filled == self.hdrs.len() {
+                    break;
+                }
+            }
+            if filled == 0 {
+                return tally;
+            }
+            for i in 0..filled {
+                let h = &mut self.hdrs[i];
+                h.msg_len = 0;
+                h.msg_hdr.msg_name = (&raw mut self.addrs[i]).cast();
+                h.msg_hdr.msg_namelen = self.addr_lens[i];
+                h.msg_hdr.msg_iov = &raw mut self.iovs[i];
+                h.msg_hdr.msg_iovlen = 1;
+                h.msg_hdr.msg_control = std::ptr::null_mut();
+                h.msg_hdr.msg_controllen = 0;
+                h.msg_hdr.msg_flags = 0;
+            }
+            let mut off = 0;
+            // Each round either sends >= 1 datagram or skips one: at most `filled` rounds.
+            while off < filled {
+                // SAFETY: hdrs[off..filled] are initialised above; their name pointers point into
+                // `self.addrs` and their iovecs at slices borrowed for 'a (alive for this call);
+                // the kernel only reads them. MSG_DONTWAIT: never blocks.
+                let r = unsafe {
+                    libc::sendmmsg(
+                        fd,
+                        self.hdrs[off..].as_mut_ptr(),
+                        (filled - off) as libc::c_uint,
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if r > 0 {
+                    let r = (r as usize).min(filled - off);
+                    tally.sent += r as u64;
+                    off += r;
+                } else {
+                    let err = io::Error::last_os_error();
+                    if err.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    tally.failed += 1;
+                    off += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Writes `addr` as a C sockaddr into `out`; returns its length.
+pub(crate) fn std_to_sockaddr(
+    addr: &SocketAddr,
+    out: &mut libc::sockaddr_storage,
+) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned at least as strictly as
+            // sockaddr_in (that is its purpose), so the write stays in bounds and aligned.
+            unsafe { std::ptr::write((out as *mut libc::sockaddr_storage).cast(), sin) };
+            size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe { std::ptr::write((out as *mut libc::sockaddr_storage).cast(), sin6) };
+            size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+/// Reads a C sockaddr the kernel filled in.
+pub(crate) fn sockaddr_to_std(
+    ss: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
+    let len = len as usize;
+    match libc::c_int::from(ss.ss_family) {
+        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, the length covers it and
+            // sockaddr_storage is suitably aligned.
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
+    // SAFETY: `val` is a live reference to a `T` and we pass exactly size_of::<T>() bytes; the
+    // kernel copies the option value before returning.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (val as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Asks the kernel to report its cumulative drop count with every datagram (`SO_RXQ_OVFL`).
+pub(crate) fn enable_rxq_ovfl(fd: RawFd) -> io::Result<()> {
+    setsockopt(fd, libc::SOL_SOCKET, SO_RXQ_OVFL, &(1 as libc::c_int))
+}
+
+/// Attaches to the reuseport group of `fd` a classic BPF program that returns
+/// `random() % sockets`: the kernel then delivers each datagram to the group's socket of that
+/// index, whatever its 4-tuple, so one busy source is spread over every socket.
+pub(crate) fn attach_random_reuseport_cbpf(fd: RawFd, sockets: u32) -> io::Result<()> {
+    // Classic BPF opcodes (linux/bpf_common.h): class | size | mode (or op | source).
+    const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD (0x00) | BPF_W (0x00) | BPF_ABS (0x20)
+    const BPF_ALU_MOD_K: u16 = 0x94; // BPF_ALU (0x04) | BPF_MOD (0x90) | BPF_K (0x00)
+    const BPF_RET_A: u16 = 0x16; // BPF_RET (0x06) | BPF_A (0x10)
+    if sockets == 0 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let mut filter = [
+        // A = random u32 (an ancillary load: SKF_AD_OFF + SKF_AD_RANDOM)
+        libc::sock_filter {
+            code: BPF_LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: (libc::SKF_AD_OFF + libc::SKF_AD_RANDOM) as u32,
+        },
+        // A %= sockets
+        libc::sock_filter {
+            code: BPF_ALU_MOD_K,
+            jt: 0,
+            jf: 0,
+            k: sockets,
+        },
+        // return A: the index of the socket in the reuseport group
+        libc::sock_filter {
+            code: BPF_RET_A,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    // The kernel copies the program during setsockopt; `filter` outlives the call.
+    setsockopt(fd, libc::SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn sockaddr_round_trip() {
+        for s in ["127.0.0.1:5060", "[::1]:5061", "10.1.2.3:1"] {
+            let a: SocketAddr = s.parse().unwrap();
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
+            let len = std_to_sockaddr(&a, &mut ss);
+            assert_eq!(sockaddr_to_std(&ss, len), Some(a));
+            assert_eq!(sockaddr_to_std(&ss, 2), None);
+        }
+    }
+
+    #[test]
+    fn mmsg_batches_over_loopback() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        enable_rxq_ovfl(rx.as_raw_fd()).unwrap();
+        let msgs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; usize::from(i) + 1]).collect();
+        let mut sb = SendBatch::new(4);
+        let t = sb.send_all(tx.as_raw_fd(), msgs.iter().map(|m| (to, m.as_slice())));
+        assert_eq!(
+            t,
+            SendTally {
+                sent: 10,
+                failed: 0
+            }
+        );
+        let mut rb = RecvBatch::new(4);
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            match rb.recv(rx.as_raw_fd()) {
+                Ok(n) => {
+                    assert!(n <= rb.capacity());
+                    for i in 0..n {
+                        let (d, from) = rb.datagram(i).unwrap();
+                        assert_eq!(from, tx.local_addr().unwrap());
+                        got.push(d.to_vec());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if got.len() == msgs.len() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, msgs);
+        assert!(rb.datagram(rb.capacity()).is_none());
+        assert_eq!(rb.drops(), 0);
+    }
+}

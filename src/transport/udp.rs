@@ -1,0 +1,93 @@
+//! The worker's UDP socket: `recvmmsg` batches into the handler, `sendmmsg` batches out.
+//!
+//! RFC 3261 §18.1.1/§18.2.2: one message per datagram; replies leave from the socket the request
+//! arrived on (same port), to the source address (RFC 3581 symmetric response).
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+use super::outbox::Pending;
+use super::sys::{RecvBatch, SendBatch, SendTally};
+use super::worker::Worker;
+use super::{Dest, Handler, Source, Transport};
+
+/// `recvmmsg` calls per readiness event before yielding to other sockets (fairness); the worker
+/// comes back without sleeping.
+const RECV_ROUNDS_PER_EVENT: usize = 8;
+
+pub(crate) struct UdpSide {
+    pub(crate) socket: mio::net::UdpSocket,
+    pub(crate) local: SocketAddr,
+    rx: RecvBatch,
+    tx: SendBatch,
+}
+
+impl UdpSide {
+    pub(crate) fn new(socket: mio::net::UdpSocket, local: SocketAddr, batch: usize) -> UdpSide {
+        let local = socket.local_addr().unwrap_or(local);
+        UdpSide {
+            socket,
+            local,
+            rx: RecvBatch::new(batch),
+            tx: SendBatch::new(batch),
+        }
+    }
+
+    /// Sends the UDP entries of `pending` (the others are left to the caller; an empty buffer
+    /// was already taken by the io_uring path).
+    pub(crate) fn send_pending(&mut self, pending: &[Pending]) -> SendTally {
+        let fd = self.socket.as_raw_fd();
+        self.tx.send_all(
+            fd,
+            pending.iter().filter_map(|p| match p.dest {
+                Dest::Udp(addr) if !p.buf.is_empty() => Some((addr, p.buf.as_slice())),
+                _ => None,
+            }),
+        )
+    }
+}
+
+impl<H: Handler> Worker<H> {
+    /// Reads datagrams until the socket is empty or the round bound is hit.
+    pub(crate) fn udp_ready(&mut self) {
+        let fd = self.udp.socket.as_raw_fd();
+        for _ in 0..RECV_ROUNDS_PER_EVENT {
+            let n = match self.udp.rx.recv(fd) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // e.g. a queued ICMP error: nothing to read this round.
+                    tracing::debug!(worker = self.id, error = %e, "transport: recvmmsg");
+                    return;
+                }
+            };
+            let stats = self.stats.worker(usize::from(self.id));
+            stats.add_udp_rx(n as u64);
+            stats.set_rx_drops(self.udp.rx.drops());
+            for i in 0..n {
+                let Some((msg, peer)) = self.udp.rx.datagram(i) else {
+                    continue;
+                };
+                let src = Source {
+                    addr: peer,
+                    local: self.udp.local,
+                    transport: Transport::Udp,
+                    conn: None,
+                };
+                self.out.set_reply(Some(Dest::Udp(peer)));
+                self.handler.on_message(msg, &src, &mut self.out);
+            }
+            self.out.set_reply(None);
+            self.flush();
+            if n < self.udp.rx.capacity() {
+                // A short batch emptied the queue; a datagram arriving after it re-arms the
+                // edge-triggered readiness.
+                return;
+            }
+        }
+        self.udp_again = true;
+    }
+}
