@@ -83,6 +83,8 @@ pub struct Config {
     pub advertise: Option<String>,
     /// Outbound proxy URI for relayed MESSAGEs (D10), written as a Route header.
     pub outbound_proxy: Option<String>,
+    /// Digest authentication of untrusted peers (D7). `false` is for lab use only.
+    pub auth: bool,
 }
 
 impl Default for Config {
@@ -107,6 +109,7 @@ impl Default for Config {
             spread_single_source: true,
             advertise: None,
             outbound_proxy: None,
+            auth: true,
         }
     }
 }

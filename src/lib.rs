@@ -5,9 +5,22 @@
 //! - [`transport`]: thread-per-core UDP and TCP workers on mio.
 //! - [`policy`]: per-user compiled policy in immutable snapshots (arc-swap over hashbrown).
 //! - [`fastpath`]: decides and answers or relays MESSAGEs, lock- and allocation-free.
-//! - [`slowpath`]: everything stateful (REGISTER, PUBLISH, SUBSCRIBE/NOTIFY), behind a bounded queue.
+//! - [`slowpath`]: everything stateful (REGISTER, PUBLISH, SUBSCRIBE/NOTIFY), behind a bounded
+//!   queue, driving the sans-IO [`registrar`] and [`settings`] cores.
+//! - [`auth`]: trust ranges and Digest authentication.
 //! - [`server`]: wires the above together; [`config`] and [`metrics`] serve all of them.
+pub mod auth;
 pub mod config;
+pub mod fastpath;
+pub mod gate;
+pub mod glms;
 pub mod metrics;
+pub mod policy;
 pub mod registrar;
+pub mod server;
 pub mod settings;
+pub mod sip;
+pub mod slowpath;
+pub mod store;
+pub mod transport;
+mod transport_metrics;

@@ -17,6 +17,38 @@ struct Cli {
 enum Command {
     /// Run the IM Server (SIP over UDP and TCP, metrics) until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// Provision Digest credentials (stored as HA1 hashes, never plain text).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add (or replace) a user's password. Works while the server runs; it picks it up within
+    /// a second.
+    Add {
+        /// Data directory of the server [default: ./data].
+        #[arg(long, value_name = "DIR", default_value = "./data")]
+        data: PathBuf,
+        /// The user's address of record, e.g. sip:bob@example.com.
+        user: String,
+        /// File whose first line is the password ("-" for standard input).
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
+    },
+    /// List provisioned users (names and realms; never secrets).
+    List {
+        #[arg(long, value_name = "DIR", default_value = "./data")]
+        data: PathBuf,
+    },
+    /// Remove a user.
+    Remove {
+        #[arg(long, value_name = "DIR", default_value = "./data")]
+        data: PathBuf,
+        user: String,
+    },
 }
 
 /// Flags override the TOML file given with `--config`, which overrides the defaults.
@@ -46,12 +78,23 @@ struct RunArgs {
     /// Answer to a blocked MESSAGE: 603, 403 or 202 [default: 603].
     #[arg(long, value_name = "CODE", value_parser = parse_block_code)]
     block_code: Option<BlockCode>,
+    /// Digest authentication of untrusted peers: on or off [default: on]. Off is for lab use.
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    auth: Option<bool>,
     /// Host written in the server's own Via [default: the SIP address's IP].
     #[arg(long, value_name = "HOST")]
     advertise: Option<String>,
     /// Log filter (tracing-subscriber EnvFilter syntax) [default: info, or RUST_LOG].
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{s}` is not on or off")),
+    }
 }
 
 fn parse_block_code(s: &str) -> Result<BlockCode, String> {
@@ -85,6 +128,9 @@ impl RunArgs {
         if let Some(v) = self.block_code {
             cfg.block_code = v;
         }
+        if let Some(v) = self.auth {
+            cfg.auth = v;
+        }
         if let Some(v) = self.advertise {
             cfg.advertise = Some(v);
         }
@@ -102,6 +148,7 @@ fn init_logging(filter: Option<&str>) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -119,6 +166,8 @@ fn run(args: RunArgs) -> Result<()> {
         metrics = %server.metrics_addr(),
         "imserver ready"
     );
+    // One machine-readable line on stdout: scripts and tests learn the bound ports from it.
+    println!("imserver ready sip={} metrics={}", server.sip_addr(), server.metrics_addr());
     if let Some(sig) = signals.forever().next() {
         tracing::info!(signal = sig, "shutting down");
     }
@@ -126,9 +175,58 @@ fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+fn read_password(path: &std::path::Path) -> Result<String> {
+    let text = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let pw = text.lines().next().unwrap_or("").to_owned();
+    anyhow::ensure!(!pw.is_empty(), "the password file's first line is empty");
+    Ok(pw)
+}
+
+fn user(cmd: UserCommand) -> Result<()> {
+    use imserver::store::CredentialStore;
+    match cmd {
+        UserCommand::Add {
+            data,
+            user,
+            password_file,
+        } => {
+            let pw = read_password(&password_file)?;
+            CredentialStore::new(&data)
+                .update(|c| c.add(&user, &pw))?
+                .with_context(|| format!("adding {user}"))?;
+            println!("added {user}");
+        }
+        UserCommand::List { data } => {
+            let creds = CredentialStore::new(&data).load()?;
+            for u in creds.list() {
+                println!(
+                    "{}\t{}",
+                    String::from_utf8_lossy(u.aor),
+                    String::from_utf8_lossy(u.realm)
+                );
+            }
+        }
+        UserCommand::Remove { data, user } => {
+            let removed = CredentialStore::new(&data)
+                .update(|c| c.remove(&user))?
+                .with_context(|| format!("removing {user}"))?;
+            anyhow::ensure!(removed, "no such user: {user}");
+            println!("removed {user}");
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(args),
+        Command::User { command } => user(command),
     }
 }

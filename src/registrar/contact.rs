@@ -161,7 +161,7 @@ fn parse_hostport(hostport: &str, default_port: u16) -> Option<SocketAddr> {
 
 /// Parses one Contact header value (the first contact when there are several) into a
 /// [`ContactInput`]. `None` for `*` or when there is no URI.
-pub(super) fn parse_contact_value(value: &str) -> Option<ContactInput> {
+pub fn parse_contact_value(value: &str) -> Option<ContactInput> {
     let first = value[..split_point(value, b',')].trim();
     if first.is_empty() || first == "*" {
         return None;

@@ -38,7 +38,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-pub use contact::{contact_from_message_sip, has_oma_im_feature_tag};
+pub use contact::{contact_from_message_sip, has_oma_im_feature_tag, parse_contact_value};
 pub use error::{ExtraHeader, RegisterError};
 pub use table::{EXPIRE_BATCH_AORS, Registrar};
 pub use types::{

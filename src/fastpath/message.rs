@@ -1,0 +1,248 @@
+//! The MESSAGE decision (RFC 3428; SPEC D1, D5-D8, D10): who is the recipient, who is the
+//! sender, what does the recipient's policy say, and then answer or relay.
+#![forbid(unsafe_code)]
+
+use super::{Shared, reply};
+use crate::gate::{Kind, Outcome};
+use crate::metrics::Decision;
+use crate::policy::{IdBuf, Verdict, normalize};
+use crate::sip::{HeaderName, View, nameaddr, uri, write};
+use crate::transport::{ConnRef, Dest, Outbox, Source, Transport};
+
+/// Removed before relaying a MESSAGE from an untrusted peer: an identity it may not assert
+/// (D7, RFC 3325 §5) and the credentials it gave us (they are for our realm, not the next hop's).
+const STRIP_UNTRUSTED: &[HeaderName] = &[HeaderName::PAssertedIdentity, HeaderName::ProxyAuthorization];
+
+/// Per-worker scratch: the two normalised identities of a MESSAGE (stack buffers) and the two
+/// challenge values, whose capacity is reused (no allocation per message).
+pub struct Scratch {
+    recipient: IdBuf,
+    sender: IdBuf,
+    challenge_sha256: Vec<u8>,
+    challenge_md5: Vec<u8>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self {
+            recipient: IdBuf::default(),
+            sender: IdBuf::default(),
+            challenge_sha256: Vec::with_capacity(512),
+            challenge_md5: Vec::with_capacity(512),
+        }
+    }
+}
+
+/// The URI inside a name-addr header value (From, To, P-Asserted-Identity).
+fn header_uri<'a>(view: &View<'a>, name: HeaderName) -> Option<&'a [u8]> {
+    let v = view.header(name)?;
+    // P-Asserted-Identity may list a sip and a tel URI (RFC 3325 §9.1): the first one counts.
+    let first = if name == HeaderName::PAssertedIdentity {
+        first_of_list(v)
+    } else {
+        v
+    };
+    nameaddr::parse(first).ok().map(|n| n.uri)
+}
+
+/// The first element of a comma-separated list, respecting quotes and angle brackets.
+fn first_of_list(v: &[u8]) -> &[u8] {
+    let (mut quoted, mut angle) = (false, false);
+    let mut escaped = false;
+    for (i, &b) in v.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => angle = true,
+            b'>' if !quoted => angle = false,
+            b',' if !quoted && !angle => return &v[..i],
+            _ => {}
+        }
+    }
+    v
+}
+
+/// The recipient (SPEC §5, D8): the Request-URI when it names a user at a host name; the To
+/// URI when the Request-URI is an address (a load generator or a core may send `sip:bob@10.0.0.1`).
+fn recipient(view: &View<'_>, out: &mut IdBuf) -> bool {
+    let ruri = view.request_uri();
+    let ruri_is_aor = uri::parse(ruri)
+        .map(|u| u.host_kind.ip().is_none() || u.user.is_none())
+        .unwrap_or(false);
+    if ruri_is_aor && normalize(ruri, out).is_ok() {
+        return true;
+    }
+    header_uri(view, HeaderName::To).is_some_and(|to| normalize(to, out).is_ok())
+}
+
+/// The sender (D7): the first P-Asserted-Identity from a trusted peer, else the From URI.
+fn sender(view: &View<'_>, trusted: bool, out: &mut IdBuf) -> bool {
+    if trusted {
+        if let Some(pai) = header_uri(view, HeaderName::PAssertedIdentity) {
+            if normalize(pai, out).is_ok() {
+                return true;
+            }
+        }
+    }
+    header_uri(view, HeaderName::From).is_some_and(|f| normalize(f, out).is_ok())
+}
+
+pub fn on_message(shared: &Shared, worker: usize, ids: &mut Scratch, view: &View<'_>, src: &Source, out: &mut Outbox) {
+    let counters = shared.metrics.block(worker);
+    if !recipient(view, &mut ids.recipient) {
+        reply::send(shared, worker, view, src, 400, "Bad Request - Unusable Recipient URI", &[], out);
+        return;
+    }
+    let trusted = shared.trust.contains(src.addr.ip());
+    if !sender(view, trusted, &mut ids.sender) {
+        reply::send(shared, worker, view, src, 400, "Bad Request - Unusable Sender URI", &[], out);
+        return;
+    }
+    let sender_id = ids.sender.as_bytes();
+    // D7: an untrusted sender proves its From with Digest (407, RFC 3261 §22.3).
+    if !trusted {
+        match shared.gate.check(view, Kind::Proxy, sender_id) {
+            Outcome::Pass => {}
+            Outcome::Challenge { stale, reason } => {
+                shared.gate.write_challenges(stale, &mut ids.challenge_sha256, &mut ids.challenge_md5);
+                let name = Kind::Proxy.challenge().name();
+                let extra = [(name, &ids.challenge_sha256[..]), (name, &ids.challenge_md5[..])];
+                reply::send(shared, worker, view, src, 407, reason, &extra, out);
+                return;
+            }
+            Outcome::BadRequest(reason) => {
+                reply::send(shared, worker, view, src, 400, reason, &[], out);
+                return;
+            }
+            Outcome::Forbidden(reason) => {
+                reply::send(shared, worker, view, src, 403, reason, &[], out);
+                return;
+            }
+        }
+    }
+    shared.policy.with(ids.recipient.as_bytes(), |policy| {
+        let Some(policy) = policy else {
+            counters.decision(Decision::Unknown);
+            reply::send(shared, worker, view, src, 404, "Not Found", &[], out);
+            return;
+        };
+        match policy.decide(sender_id) {
+            Verdict::Barred => {
+                counters.decision(Decision::Barred);
+                block(shared, worker, view, src, out);
+            }
+            Verdict::Blocked => {
+                counters.decision(Decision::Blocked);
+                block(shared, worker, view, src, out);
+            }
+            Verdict::Unavailable => {
+                counters.decision(Decision::Unavailable);
+                reply::send(shared, worker, view, src, 480, "Temporarily Unavailable", &[], out);
+            }
+            Verdict::Pending => {
+                // D6: fail closed until the recipient's lists are known.
+                counters.decision(Decision::Pending);
+                let ra = shared.retry_after.as_bytes();
+                reply::send(
+                    shared,
+                    worker,
+                    view,
+                    src,
+                    480,
+                    "Temporarily Unavailable - Policy Pending",
+                    &[("Retry-After", ra)],
+                    out,
+                );
+            }
+            Verdict::Relay(target) => {
+                // §16.11 stateless relay; a TCP sender's connection rides in our Via so the
+                // response finds it from whichever worker receives it.
+                let mut cid = [0u8; 48];
+                let via_params = conn_param(src, &mut cid);
+                let spec = write::RelaySpec {
+                    own_transport: if target.tcp { Transport::Tcp } else { Transport::Udp },
+                    own_host: &shared.own_host,
+                    own_port: shared.own_port,
+                    branch_secret: shared.secret,
+                    via_params,
+                    request_uri: &target.uri,
+                    route: shared.route.as_deref(),
+                    src: src.addr,
+                    strip: if trusted { &[] } else { STRIP_UNTRUSTED },
+                };
+                match write::write_relay_request(view, &spec, out.buffer()) {
+                    Ok(()) => {
+                        counters.decision(Decision::Relayed);
+                        out.push(if target.tcp { Dest::Tcp(target.addr) } else { Dest::Udp(target.addr) });
+                    }
+                    Err(rej) => reply::reject(shared, worker, view, src, &rej, out),
+                }
+            }
+        }
+    });
+}
+
+/// The block response (D1): 603 by default, 403, or a silent 202 that drops the message.
+fn block(shared: &Shared, worker: usize, view: &View<'_>, src: &Source, out: &mut Outbox) {
+    let (code, reason) = shared.block.status();
+    reply::send(shared, worker, view, src, code, reason, &[], out);
+}
+
+/// `;cid=w.t.g` for a TCP source, written into a stack buffer.
+fn conn_param<'b>(src: &Source, buf: &'b mut [u8; 48]) -> &'b [u8] {
+    let Some(conn) = src.conn.filter(|_| src.transport == Transport::Tcp) else {
+        return &[];
+    };
+    let mut tmp = StackWriter { buf, len: 0 };
+    tmp.put(b";");
+    tmp.put(ConnRef::PARAM_NAME.as_bytes());
+    tmp.put(b"=");
+    tmp.num(u64::from(conn.worker));
+    tmp.put(b".");
+    tmp.num(u64::from(conn.token));
+    tmp.put(b".");
+    tmp.num(u64::from(conn.generation));
+    let len = tmp.len;
+    &buf[..len]
+}
+
+struct StackWriter<'b> {
+    buf: &'b mut [u8; 48],
+    len: usize,
+}
+
+impl StackWriter<'_> {
+    fn put(&mut self, b: &[u8]) {
+        let end = (self.len + b.len()).min(self.buf.len());
+        let n = end - self.len;
+        self.buf[self.len..end].copy_from_slice(&b[..n]);
+        self.len = end;
+    }
+    fn num(&mut self, mut v: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.put(&digits[i..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_of_list_respects_quotes_and_brackets() {
+        assert_eq!(first_of_list(b"<sip:a@x>, <tel:+1>"), b"<sip:a@x>");
+        assert_eq!(first_of_list(b"\"a, b\" <sip:a@x>, <tel:+1>"), b"\"a, b\" <sip:a@x>");
+        assert_eq!(first_of_list(b"<sip:a@x;p=1,2>"), b"<sip:a@x;p=1,2>");
+        assert_eq!(first_of_list(b"sip:a@x"), b"sip:a@x");
+    }
+}

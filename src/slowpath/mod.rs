@@ -1,0 +1,393 @@
+//! The slow path: one thread that owns every piece of state that is not a policy snapshot
+//! (registrar bindings, service-settings publications) and publishes what the fast path needs
+//! into the [`PolicyTable`].
+//!
+//! It is reached only through the bounded [`SlowQueue`] (requests the fast path does not decide,
+//! and responses to requests the slow path itself sent) and wakes itself for expiry timers.
+//! Its cores (registrar, compositor) are sans-IO; this module is their thin driver: it parses
+//! the SIP message, calls the core with `now`, turns the outcome into a response and snapshot
+//! updates, and sends through the transport's [`TransportHandle`].
+//!
+//! ```text
+//!   queue ──▶ parse ──▶ REGISTER ─▶ registrar ─▶ 200/423/... ; TargetChanged ─▶ policy.target
+//!                     ├ PUBLISH  ─▶ compositor ─▶ 200 + SIP-ETag/412/489/... ; ISB ─▶ policy.isb
+//!                     ├ SUBSCRIBE ─▶ 489 (no event package is served to subscribers)
+//!                     └ NOTIFY   ─▶ 481 (no subscription of ours matches)
+//!   timer ──▶ registrar.expire / compositor.expire ─▶ policy updates
+//! ```
+#![forbid(unsafe_code)]
+
+mod publish;
+mod queue;
+mod register;
+mod respond;
+
+pub use queue::{Next, QueueFull, SlowJob, SlowQueue, SlowReceiver, slow_queue};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::auth::trust::TrustList;
+use crate::gate::{Gate, Kind, Outcome};
+use crate::metrics::{DropReason, Metrics};
+use crate::policy::{Identity, PolicyTable, RelayTarget, UserPolicy};
+use crate::registrar::{BindingTarget, Registrar, RegistrarConfig, RegistrarEvent};
+use crate::settings::{Compositor, SettingsConfig};
+use crate::sip::validate::Limits;
+use crate::sip::{Method, Parsed};
+use crate::store::{Batch, CredentialStore, Store};
+use crate::transport::{Dest, TransportHandle};
+
+/// Settings of the slow path.
+#[derive(Clone)]
+pub struct SlowConfig {
+    pub secret: u64,
+    pub trust: TrustList,
+    pub limits: Limits,
+    /// Whether a GLMS supplies blocked lists. Without one, a user's lists are known to be empty
+    /// at once; with one, they are pending until fetched (D6).
+    pub glms: bool,
+    pub registrar: RegistrarConfig,
+    pub settings: SettingsConfig,
+    pub gate: Arc<Gate>,
+    /// The data directory (`state.redb`, `credentials.redb`).
+    pub data: std::path::PathBuf,
+}
+
+/// The running slow-path thread.
+pub struct SlowPath {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SlowPath {
+    pub fn start(
+        cfg: SlowConfig,
+        rx: SlowReceiver,
+        net: TransportHandle,
+        policy: Arc<PolicyTable>,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let credentials = CredentialStore::new(&cfg.data);
+        let store = Store::open(&cfg.data).map_err(std::io::Error::other)?;
+        let mut state = State::new(cfg, store, credentials, net, policy, metrics).map_err(std::io::Error::other)?;
+        // Credentials are in force before the first request is served.
+        state.reload_credentials(now_ms());
+        let thread = std::thread::Builder::new().name("slowpath".into()).spawn(move || {
+            state.run(&rx, &stop2);
+        })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SlowPath {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The slow path's state, driven by [`State::handle`] and [`State::tick`].
+pub struct State {
+    cfg: SlowConfig,
+    net: TransportHandle,
+    policy: Arc<PolicyTable>,
+    metrics: Arc<Metrics>,
+    registrar: Registrar,
+    settings: Compositor,
+    parsed: Parsed,
+    store: Store,
+    credentials: CredentialStore,
+    credentials_seen: Option<SystemTime>,
+    next_credentials_check_ms: u64,
+    /// Responses of the current burst, sent only after its changes are durable.
+    pending: Vec<(Dest, Vec<u8>)>,
+}
+
+/// Longest sleep between timer checks: bounds how late an expiry can be seen.
+const MAX_WAIT: Duration = Duration::from_millis(250);
+
+impl State {
+    /// Opens the store and restores unexpired bindings and publications into the snapshot.
+    fn new(
+        cfg: SlowConfig,
+        store: Store,
+        credentials: CredentialStore,
+        net: TransportHandle,
+        policy: Arc<PolicyTable>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, crate::store::StoreError> {
+        let mut state = Self {
+            registrar: Registrar::new(cfg.registrar.clone()),
+            settings: Compositor::new(cfg.settings.clone()),
+            cfg,
+            net,
+            policy,
+            metrics,
+            parsed: Parsed::new(),
+            store,
+            credentials,
+            credentials_seen: None,
+            next_credentials_check_ms: 0,
+            pending: Vec::new(),
+        };
+        let now = now_ms();
+        let bindings = state.store.bindings()?;
+        let pubs = state.store.publications()?;
+        let events = state
+            .registrar
+            .restore(bindings.into_iter().map(|(aor, b)| (crate::registrar::Aor::new(&aor), b)), now);
+        state.apply_registrar_events(&events);
+        let changed = state
+            .settings
+            .restore(pubs.into_iter().map(|(aor, p)| (crate::settings::Aor::new(&aor), p)), now);
+        for aor in changed {
+            state.publish_isb(aor.as_str());
+        }
+        // Restoring marks everything dirty; it is already on disk.
+        state.registrar.changed_aors().for_each(drop);
+        state.settings.changed_aors().for_each(drop);
+        tracing::info!(
+            aors = state.registrar.aor_count(),
+            publications = state.settings.aor_count(),
+            "restored durable state"
+        );
+        Ok(state)
+    }
+
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    /// Queues a response; [`State::flush`] sends it once the burst's changes are durable.
+    fn queue(&mut self, dest: Dest, bytes: Vec<u8>) {
+        self.pending.push((dest, bytes));
+    }
+
+    /// Group commit: one durable transaction for everything the burst changed, then its
+    /// responses. If the write fails the responses are still sent (the change is live in
+    /// memory) and the failure is logged loudly: refusing service would not un-send them.
+    fn flush(&mut self) {
+        let batch = Batch {
+            bindings: self
+                .registrar
+                .changed_aors()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|aor| {
+                    let rows = self.registrar.bindings(aor.as_str());
+                    let rows = (!rows.is_empty()).then(|| rows.to_vec());
+                    (aor.as_str().to_owned(), rows)
+                })
+                .collect(),
+            publications: self
+                .settings
+                .changed_aors()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|aor| {
+                    let rows = self.settings.publications(aor.as_str());
+                    let rows = (!rows.is_empty()).then(|| rows.to_vec());
+                    (aor.as_str().to_owned(), rows)
+                })
+                .collect(),
+        };
+        if let Err(e) = self.store.write(&batch) {
+            tracing::error!(error = %e, "durable write failed; state is in memory only");
+        }
+        for (dest, bytes) in self.pending.drain(..) {
+            if self.net.send(dest, bytes).is_err() {
+                self.metrics.slow_block().dropped(DropReason::SendFailed);
+            }
+        }
+    }
+
+    /// Picks up credentials changed by `imserver user add/remove` (checked once a second).
+    fn reload_credentials(&mut self, now: u64) {
+        if now < self.next_credentials_check_ms {
+            return;
+        }
+        self.next_credentials_check_ms = now + 1000;
+        let seen = self.credentials.modified();
+        if seen == self.credentials_seen {
+            return;
+        }
+        match self.credentials.load() {
+            Ok(c) => {
+                tracing::info!(users = c.len(), "credentials loaded");
+                self.cfg.gate.creds.store(Arc::new(c));
+                self.credentials_seen = seen;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read credentials; keeping the previous ones"),
+        }
+    }
+
+    fn run(&mut self, rx: &SlowReceiver, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let now = self.now_ms();
+            let wake = [self.registrar.next_wakeup_ms(), self.settings.next_wakeup_ms()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map_or(MAX_WAIT, |at| Duration::from_millis(at.saturating_sub(now)).min(MAX_WAIT));
+            match rx.next(wake) {
+                Next::Job(job) => {
+                    self.handle(&job);
+                    // Drain a burst into one durable batch before looking at timers again.
+                    for _ in 0..1024 {
+                        let Some(job) = rx.try_next() else { break };
+                        self.handle(&job);
+                    }
+                }
+                Next::Timeout => {}
+                Next::Closed => break,
+            }
+            self.tick();
+            self.flush();
+        }
+    }
+
+    /// Expiry of bindings and publications; credential changes.
+    fn tick(&mut self) {
+        let now = self.now_ms();
+        self.reload_credentials(now);
+        while self.registrar.next_wakeup_ms().is_some_and(|t| t <= now) {
+            let events = self.registrar.expire(now);
+            if events.is_empty() {
+                break;
+            }
+            self.apply_registrar_events(&events);
+        }
+        if self.settings.next_wakeup_ms().is_some_and(|t| t <= now) {
+            for aor in self.settings.expire(now) {
+                self.publish_isb(aor.as_str());
+            }
+        }
+    }
+
+    fn handle(&mut self, job: &SlowJob) {
+        let mut parsed = std::mem::take(&mut self.parsed);
+        if parsed.scan_datagram(&job.bytes).is_err() {
+            self.metrics.slow_block().dropped(DropReason::Malformed);
+            self.parsed = parsed;
+            return;
+        }
+        let view = parsed.view(&job.bytes);
+        if view.is_response() {
+            // Responses to our own requests (GLMS subscriptions) are matched here once the
+            // subscriber exists; until then there is nothing to match them to.
+            self.metrics.slow_block().dropped(DropReason::ResponseNotOurs);
+        } else {
+            match view.method() {
+                Method::Register => register::on_register(self, &view, &job.src),
+                Method::Publish => publish::on_publish(self, &view, &job.src),
+                Method::Subscribe => respond::send(
+                    self,
+                    &view,
+                    &job.src,
+                    489,
+                    "Bad Event",
+                    &[("Allow-Events", b"")],
+                ),
+                Method::Notify => respond::send(self, &view, &job.src, 481, "Subscription Does Not Exist", &[]),
+                _ => respond::send(self, &view, &job.src, 500, "Server Internal Error - Misrouted Request", &[]),
+            }
+        }
+        self.parsed = parsed;
+    }
+
+    /// Publishes registrar changes into the fast path's snapshot.
+    fn apply_registrar_events(&mut self, events: &[RegistrarEvent]) {
+        for ev in events {
+            if let RegistrarEvent::TargetChanged { aor, target } = ev {
+                let key = Identity::from_canonical(aor.as_str().as_bytes());
+                let target = target.as_ref().and_then(relay_target);
+                let known = !self.cfg.glms;
+                let isb = self.settings.effective(aor.as_str()).isb;
+                self.policy.update(&key, |old| {
+                    Some(match old {
+                        Some(p) => p.with_target(target),
+                        None => UserPolicy {
+                            target,
+                            policy_known: known,
+                            isb,
+                            ..UserPolicy::default()
+                        },
+                    })
+                });
+            }
+        }
+    }
+
+    /// Publishes the composed ISB flag of `aor` into the snapshot (D11).
+    fn publish_isb(&mut self, aor: &str) {
+        let key = Identity::from_canonical(aor.as_bytes());
+        let isb = self.settings.effective(aor).isb;
+        if self.policy.with(key.as_bytes(), |p| p.is_some_and(|p| p.isb == isb)) {
+            return;
+        }
+        let known = !self.cfg.glms;
+        self.policy.update(&key, |old| match old {
+            Some(p) => Some(UserPolicy { isb, ..p.clone() }),
+            // A user who published settings but never registered is known: MESSAGEs get 480
+            // (or the block response when ISB is on), not 404.
+            None => Some(UserPolicy {
+                isb,
+                policy_known: known,
+                ..UserPolicy::default()
+            }),
+        });
+    }
+}
+
+/// Wall-clock milliseconds: stored expiry times must mean the same after a restart.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The fast path's relay target for a binding (D10).
+fn relay_target(t: &BindingTarget) -> Option<RelayTarget> {
+    Some(RelayTarget {
+        addr: t.addr?,
+        tcp: t.tcp,
+        uri: t.contact_uri.as_bytes().into(),
+    })
+}
+
+impl State {
+    /// D7: an untrusted peer must prove the identity it claims (`claimed`, normalised) with
+    /// Digest; REGISTER and PUBLISH are challenged with 401. Returns false after answering.
+    fn authorize(&mut self, view: &crate::sip::View<'_>, src: &crate::transport::Source, claimed: &[u8]) -> bool {
+        match self.cfg.gate.check(view, Kind::Registrar, claimed) {
+            Outcome::Pass => true,
+            Outcome::Challenge { stale, reason } => {
+                let (mut sha256, mut md5) = (Vec::with_capacity(512), Vec::with_capacity(512));
+                self.cfg.gate.write_challenges(stale, &mut sha256, &mut md5);
+                let name = Kind::Registrar.challenge().name();
+                respond::send(self, view, src, 401, reason, &[(name, &sha256), (name, &md5)]);
+                false
+            }
+            Outcome::BadRequest(reason) => {
+                respond::send(self, view, src, 400, reason, &[]);
+                false
+            }
+            Outcome::Forbidden(reason) => {
+                respond::send(self, view, src, 403, reason, &[]);
+                false
+            }
+        }
+    }
+}
