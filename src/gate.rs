@@ -13,7 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 
 use crate::auth::challenge::write_challenge_value;
-use crate::auth::{Algorithm, AuthFailure, ChallengeHeader, Credentials, NonceKey, NonceState, Reply, select_for_realm, verify_request};
+use crate::auth::{
+    Algorithm, AuthFailure, ChallengeHeader, Credentials, NonceKey, NonceState, Reply,
+    select_for_realm, verify_request,
+};
 use crate::sip::{HeaderName, View};
 
 /// Nonce lifetime: after it a correct answer gets `stale=true` and a new nonce.
@@ -24,7 +27,10 @@ pub const NONCE_MAX_AGE_S: u64 = 300;
 pub enum Outcome {
     Pass,
     /// Challenge (401/407), `stale=true` when the credentials were right but the nonce old.
-    Challenge { stale: bool, reason: &'static str },
+    Challenge {
+        stale: bool,
+        reason: &'static str,
+    },
     BadRequest(&'static str),
     Forbidden(&'static str),
 }
@@ -63,13 +69,16 @@ impl Kind {
 }
 
 fn now_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Gate {
     pub fn new(enabled: bool, realm: &str, creds: Credentials) -> anyhow::Result<Arc<Self>> {
         let key = NonceKey::random().map_err(|e| anyhow::anyhow!("nonce key: {e}"))?;
-        let nonces = NonceState::new(&key, NONCE_MAX_AGE_S, 16).map_err(|e| anyhow::anyhow!("nonce state: {e}"))?;
+        let nonces = NonceState::new(&key, NONCE_MAX_AGE_S, 16)
+            .map_err(|e| anyhow::anyhow!("nonce state: {e}"))?;
         Ok(Arc::new(Self {
             enabled,
             realm: realm.as_bytes().to_vec(),
@@ -85,7 +94,15 @@ impl Gate {
         }
         let value = select_for_realm(view.values(kind.credentials_header()), &self.realm);
         let creds = self.creds.load();
-        match verify_request(&creds, &self.nonces, now_s(), &self.realm, view.method_bytes(), value, claimed) {
+        match verify_request(
+            &creds,
+            &self.nonces,
+            now_s(),
+            &self.realm,
+            view.method_bytes(),
+            value,
+            claimed,
+        ) {
             Ok(_) => Outcome::Pass,
             Err(f) => outcome_of(f, kind),
         }

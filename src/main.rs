@@ -167,7 +167,11 @@ fn run(args: RunArgs) -> Result<()> {
         "imserver ready"
     );
     // One machine-readable line on stdout: scripts and tests learn the bound ports from it.
-    println!("imserver ready sip={} metrics={}", server.sip_addr(), server.metrics_addr());
+    println!(
+        "imserver ready sip={} metrics={}",
+        server.sip_addr(),
+        server.metrics_addr()
+    );
     if let Some(sig) = signals.forever().next() {
         tracing::info!(signal = sig, "shutting down");
     }

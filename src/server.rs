@@ -54,7 +54,9 @@ impl Server {
         };
         let secret = random_u64();
         if !cfg.auth {
-            tracing::warn!("AUTHENTICATION IS OFF (--auth off): any peer can register, publish and send as anyone. Lab use only.");
+            tracing::warn!(
+                "AUTHENTICATION IS OFF (--auth off): any peer can register, publish and send as anyone. Lab use only."
+            );
         }
         let gate = crate::gate::Gate::new(cfg.auth, &cfg.domain, crate::auth::Credentials::new())?;
         let tcfg = TransportConfig {
@@ -74,13 +76,25 @@ impl Server {
         let own: Arc<std::sync::OnceLock<(String, u16)>> = Arc::default();
         let shared_cell: Arc<std::sync::OnceLock<Arc<Shared>>> = Arc::default();
         let make_shared = {
-            let (policy, metrics, slow_tx, trust, own, gate) =
-                (policy.clone(), metrics.clone(), slow_tx.clone(), trust.clone(), own.clone(), gate.clone());
+            let (policy, metrics, slow_tx, trust, own, gate) = (
+                policy.clone(),
+                metrics.clone(),
+                slow_tx.clone(),
+                trust.clone(),
+                own.clone(),
+                gate.clone(),
+            );
             let block = cfg.block_code;
             let retry_after = cfg.retry_after_s.to_string();
-            let route = cfg.outbound_proxy.as_ref().map(|p| format!("<{p};lr>").into_bytes());
+            let route = cfg
+                .outbound_proxy
+                .as_ref()
+                .map(|p| format!("<{p};lr>").into_bytes());
             move || {
-                let (own_host, own_port) = own.get().cloned().unwrap_or_else(|| ("127.0.0.1".into(), 5060));
+                let (own_host, own_port) = own
+                    .get()
+                    .cloned()
+                    .unwrap_or_else(|| ("127.0.0.1".into(), 5060));
                 Arc::new(Shared {
                     policy: policy.clone(),
                     metrics: metrics.clone(),
@@ -118,16 +132,31 @@ impl Server {
         .with_context(|| format!("binding SIP on {}", cfg.sip))?;
         let sip_addr = transports.local_addr();
         let stats = transports.stats();
-        metrics.add_section(Box::new(move |s| crate::transport_metrics::render(&stats, s)));
+        metrics.add_section(Box::new(move |s| {
+            crate::transport_metrics::render(&stats, s)
+        }));
         {
             let q = slow_tx.clone();
-            metrics.add_gauge("imserver_slow_queue_depth", "Jobs waiting for the slow path", Box::new(move || q.depth() as u64));
+            metrics.add_gauge(
+                "imserver_slow_queue_depth",
+                "Jobs waiting for the slow path",
+                Box::new(move || q.depth() as u64),
+            );
             let cap = slow_tx.capacity() as u64;
-            metrics.add_gauge("imserver_slow_queue_capacity", "Bound of the slow-path queue", Box::new(move || cap));
+            metrics.add_gauge(
+                "imserver_slow_queue_capacity",
+                "Bound of the slow-path queue",
+                Box::new(move || cap),
+            );
             let p = policy.clone();
-            metrics.add_gauge("imserver_policy_users", "Users in the policy snapshot", Box::new(move || p.len() as u64));
+            metrics.add_gauge(
+                "imserver_policy_users",
+                "Users in the policy snapshot",
+                Box::new(move || p.len() as u64),
+            );
         }
-        std::fs::create_dir_all(&cfg.data).with_context(|| format!("creating data directory {}", cfg.data.display()))?;
+        std::fs::create_dir_all(&cfg.data)
+            .with_context(|| format!("creating data directory {}", cfg.data.display()))?;
         let slow = SlowPath::start(
             SlowConfig {
                 secret,

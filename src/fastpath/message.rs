@@ -11,7 +11,10 @@ use crate::transport::{ConnRef, Dest, Outbox, Source, Transport};
 
 /// Removed before relaying a MESSAGE from an untrusted peer: an identity it may not assert
 /// (D7, RFC 3325 §5) and the credentials it gave us (they are for our realm, not the next hop's).
-const STRIP_UNTRUSTED: &[HeaderName] = &[HeaderName::PAssertedIdentity, HeaderName::ProxyAuthorization];
+const STRIP_UNTRUSTED: &[HeaderName] = &[
+    HeaderName::PAssertedIdentity,
+    HeaderName::ProxyAuthorization,
+];
 
 /// Per-worker scratch: the two normalised identities of a MESSAGE (stack buffers) and the two
 /// challenge values, whose capacity is reused (no allocation per message).
@@ -88,15 +91,40 @@ fn sender(view: &View<'_>, trusted: bool, out: &mut IdBuf) -> bool {
     header_uri(view, HeaderName::From).is_some_and(|f| normalize(f, out).is_ok())
 }
 
-pub fn on_message(shared: &Shared, worker: usize, ids: &mut Scratch, view: &View<'_>, src: &Source, out: &mut Outbox) {
+pub fn on_message(
+    shared: &Shared,
+    worker: usize,
+    ids: &mut Scratch,
+    view: &View<'_>,
+    src: &Source,
+    out: &mut Outbox,
+) {
     let counters = shared.metrics.block(worker);
     if !recipient(view, &mut ids.recipient) {
-        reply::send(shared, worker, view, src, 400, "Bad Request - Unusable Recipient URI", &[], out);
+        reply::send(
+            shared,
+            worker,
+            view,
+            src,
+            400,
+            "Bad Request - Unusable Recipient URI",
+            &[],
+            out,
+        );
         return;
     }
     let trusted = shared.trust.contains(src.addr.ip());
     if !sender(view, trusted, &mut ids.sender) {
-        reply::send(shared, worker, view, src, 400, "Bad Request - Unusable Sender URI", &[], out);
+        reply::send(
+            shared,
+            worker,
+            view,
+            src,
+            400,
+            "Bad Request - Unusable Sender URI",
+            &[],
+            out,
+        );
         return;
     }
     let sender_id = ids.sender.as_bytes();
@@ -105,9 +133,16 @@ pub fn on_message(shared: &Shared, worker: usize, ids: &mut Scratch, view: &View
         match shared.gate.check(view, Kind::Proxy, sender_id) {
             Outcome::Pass => {}
             Outcome::Challenge { stale, reason } => {
-                shared.gate.write_challenges(stale, &mut ids.challenge_sha256, &mut ids.challenge_md5);
+                shared.gate.write_challenges(
+                    stale,
+                    &mut ids.challenge_sha256,
+                    &mut ids.challenge_md5,
+                );
                 let name = Kind::Proxy.challenge().name();
-                let extra = [(name, &ids.challenge_sha256[..]), (name, &ids.challenge_md5[..])];
+                let extra = [
+                    (name, &ids.challenge_sha256[..]),
+                    (name, &ids.challenge_md5[..]),
+                ];
                 reply::send(shared, worker, view, src, 407, reason, &extra, out);
                 return;
             }
@@ -138,7 +173,16 @@ pub fn on_message(shared: &Shared, worker: usize, ids: &mut Scratch, view: &View
             }
             Verdict::Unavailable => {
                 counters.decision(Decision::Unavailable);
-                reply::send(shared, worker, view, src, 480, "Temporarily Unavailable", &[], out);
+                reply::send(
+                    shared,
+                    worker,
+                    view,
+                    src,
+                    480,
+                    "Temporarily Unavailable",
+                    &[],
+                    out,
+                );
             }
             Verdict::Pending => {
                 // D6: fail closed until the recipient's lists are known.
@@ -161,7 +205,11 @@ pub fn on_message(shared: &Shared, worker: usize, ids: &mut Scratch, view: &View
                 let mut cid = [0u8; 48];
                 let via_params = conn_param(src, &mut cid);
                 let spec = write::RelaySpec {
-                    own_transport: if target.tcp { Transport::Tcp } else { Transport::Udp },
+                    own_transport: if target.tcp {
+                        Transport::Tcp
+                    } else {
+                        Transport::Udp
+                    },
                     own_host: &shared.own_host,
                     own_port: shared.own_port,
                     branch_secret: shared.secret,
@@ -174,7 +222,11 @@ pub fn on_message(shared: &Shared, worker: usize, ids: &mut Scratch, view: &View
                 match write::write_relay_request(view, &spec, out.buffer()) {
                     Ok(()) => {
                         counters.decision(Decision::Relayed);
-                        out.push(if target.tcp { Dest::Tcp(target.addr) } else { Dest::Udp(target.addr) });
+                        out.push(if target.tcp {
+                            Dest::Tcp(target.addr)
+                        } else {
+                            Dest::Udp(target.addr)
+                        });
                     }
                     Err(rej) => reply::reject(shared, worker, view, src, &rej, out),
                 }
@@ -241,7 +293,10 @@ mod tests {
     #[test]
     fn first_of_list_respects_quotes_and_brackets() {
         assert_eq!(first_of_list(b"<sip:a@x>, <tel:+1>"), b"<sip:a@x>");
-        assert_eq!(first_of_list(b"\"a, b\" <sip:a@x>, <tel:+1>"), b"\"a, b\" <sip:a@x>");
+        assert_eq!(
+            first_of_list(b"\"a, b\" <sip:a@x>, <tel:+1>"),
+            b"\"a, b\" <sip:a@x>"
+        );
         assert_eq!(first_of_list(b"<sip:a@x;p=1,2>"), b"<sip:a@x;p=1,2>");
         assert_eq!(first_of_list(b"sip:a@x"), b"sip:a@x");
     }

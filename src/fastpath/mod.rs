@@ -27,6 +27,7 @@ mod reply;
 
 use std::sync::Arc;
 
+use crate::auth::trust::TrustList;
 use crate::config::BlockCode;
 use crate::metrics::{DropReason, Metrics};
 use crate::policy::PolicyTable;
@@ -34,7 +35,6 @@ use crate::sip::validate::{self, Limits};
 use crate::sip::{self, HeaderName, Method, Parsed, ScanError, View, via};
 use crate::slowpath::{SlowJob, SlowQueue};
 use crate::transport::{Dest, Framing, Handler, Outbox, Source, Transport};
-use crate::auth::trust::TrustList;
 
 /// Branches of requests the slow path originates start with this, so their responses find it.
 /// Relayed requests carry `z9hG4bK` plus 16 hex digits, which never contain `-`.
@@ -95,7 +95,16 @@ impl FastPath {
         counters.request(view.method_bytes());
         // D12: a UDP request over the limit gets 513 (checked after scanning so it can be routed).
         if src.transport == Transport::Udp && msg.len() > self.shared.limits.max_udp_len {
-            reply::send(&self.shared, self.worker, &view, src, 513, "Message Too Large", &[], out);
+            reply::send(
+                &self.shared,
+                self.worker,
+                &view,
+                src,
+                513,
+                "Message Too Large",
+                &[],
+                out,
+            );
             return;
         }
         if let Err(rej) = validate::check_request(&view, &self.shared.limits) {
@@ -103,7 +112,9 @@ impl FastPath {
             return;
         }
         match view.method() {
-            Method::Message => message::on_message(&self.shared, self.worker, &mut self.ids, &view, src, out),
+            Method::Message => {
+                message::on_message(&self.shared, self.worker, &mut self.ids, &view, src, out)
+            }
             Method::Options => reply::options(&self.shared, self.worker, &view, src, out),
             // RFC 3261 §17.2.1: an ACK for a non-2xx final response is absorbed; we keep no
             // INVITE transactions, so every ACK ends here.
@@ -113,7 +124,16 @@ impl FastPath {
             }
             // No dialogs and no INVITE transactions exist here (§15.1.2, §9.2).
             Method::Bye | Method::Cancel => {
-                reply::send(&self.shared, self.worker, &view, src, 481, "Call/Transaction Does Not Exist", &[], out);
+                reply::send(
+                    &self.shared,
+                    self.worker,
+                    &view,
+                    src,
+                    481,
+                    "Call/Transaction Does Not Exist",
+                    &[],
+                    out,
+                );
             }
             _ => {
                 let rej = validate::Reject {
@@ -125,7 +145,6 @@ impl FastPath {
             }
         }
     }
-
 }
 
 /// A response: ours to relay back (pop our Via), the slow path's, or not ours (dropped).
@@ -141,7 +160,11 @@ fn on_response(shared: &Shared, worker: usize, view: &View<'_>, src: &Source, ou
             .and_then(|v| v.branch())
             .is_some_and(|b| b.starts_with(SLOW_BRANCH_PREFIX));
         if branch_is_slow {
-            if shared.slow.try_push(SlowJob::new(view.bytes(), src)).is_err() {
+            if shared
+                .slow
+                .try_push(SlowJob::new(view.bytes(), src))
+                .is_err()
+            {
                 counters.dropped(DropReason::SlowQueueFull);
             }
             return;
@@ -154,7 +177,10 @@ fn on_response(shared: &Shared, worker: usize, view: &View<'_>, src: &Source, ou
         let code = view.status();
         match sip::write::write_relay_response(view, &own, out.buffer()) {
             Ok(hop) => {
-                let dest = match (hop.transport, hop.popped.value(crate::transport::ConnRef::PARAM_NAME)) {
+                let dest = match (
+                    hop.transport,
+                    hop.popped.value(crate::transport::ConnRef::PARAM_NAME),
+                ) {
                     (Transport::Tcp, Some(cid)) => match crate::transport::ConnRef::parse(cid) {
                         Some(conn) => Dest::Conn(conn),
                         None => Dest::Tcp(hop.addr),
@@ -172,7 +198,14 @@ fn on_response(shared: &Shared, worker: usize, view: &View<'_>, src: &Source, ou
 }
 
 /// A message that did not scan: answer when a response can be routed, else drop and count.
-fn scan_failed(shared: &Shared, worker: usize, view: &View<'_>, e: ScanError, src: &Source, out: &mut Outbox) {
+fn scan_failed(
+    shared: &Shared,
+    worker: usize,
+    view: &View<'_>,
+    e: ScanError,
+    src: &Source,
+    out: &mut Outbox,
+) {
     let counters = shared.metrics.block(worker);
     if view.is_request() && e.can_reply() {
         counters.request(view.method_bytes());
@@ -184,10 +217,26 @@ fn scan_failed(shared: &Shared, worker: usize, view: &View<'_>, e: ScanError, sr
 
 /// Queues a request for the slow path; a full queue is answered 503 + Retry-After (D12).
 fn to_slow(shared: &Shared, worker: usize, view: &View<'_>, src: &Source, out: &mut Outbox) {
-    if shared.slow.try_push(SlowJob::new(view.bytes(), src)).is_err() {
-        shared.metrics.block(worker).dropped(DropReason::SlowQueueFull);
+    if shared
+        .slow
+        .try_push(SlowJob::new(view.bytes(), src))
+        .is_err()
+    {
+        shared
+            .metrics
+            .block(worker)
+            .dropped(DropReason::SlowQueueFull);
         let ra = shared.retry_after.as_bytes();
-        reply::send(shared, worker, view, src, 503, "Service Unavailable - Overloaded", &[("Retry-After", ra)], out);
+        reply::send(
+            shared,
+            worker,
+            view,
+            src,
+            503,
+            "Service Unavailable - Overloaded",
+            &[("Retry-After", ra)],
+            out,
+        );
     }
 }
 
@@ -216,7 +265,16 @@ impl Handler for FastPath {
         let view = self.parsed.view(buf);
         let counters = self.shared.metrics.block(self.worker);
         if view.is_request() && e.can_reply() && view.header(HeaderName::Via).is_some() {
-            reply::send(&self.shared, self.worker, &view, src, e.status(), e.reason(), &[], out);
+            reply::send(
+                &self.shared,
+                self.worker,
+                &view,
+                src,
+                e.status(),
+                e.reason(),
+                &[],
+                out,
+            );
         } else {
             counters.dropped(DropReason::Malformed);
         }

@@ -35,11 +35,28 @@ pub fn send(
     extra: &[(&str, &[u8])],
     out: &mut Outbox,
 ) {
-    send_with(shared, worker, view, src, code, reason, extra, ExtraHeader::None, out);
+    send_with(
+        shared,
+        worker,
+        view,
+        src,
+        code,
+        reason,
+        extra,
+        ExtraHeader::None,
+        out,
+    );
 }
 
 /// Answers a validation failure with the header it calls for (Allow, Accept, Unsupported).
-pub fn reject(shared: &Shared, worker: usize, view: &View<'_>, src: &Source, rej: &Reject, out: &mut Outbox) {
+pub fn reject(
+    shared: &Shared,
+    worker: usize,
+    view: &View<'_>,
+    src: &Source,
+    rej: &Reject,
+    out: &mut Outbox,
+) {
     match rej.extra {
         // The validator's Allow lists every method it knows; we answer with what we serve.
         ExtraHeader::Allow => send_with(
@@ -53,7 +70,17 @@ pub fn reject(shared: &Shared, worker: usize, view: &View<'_>, src: &Source, rej
             ExtraHeader::None,
             out,
         ),
-        other => send_with(shared, worker, view, src, rej.code, rej.reason, &[], other, out),
+        other => send_with(
+            shared,
+            worker,
+            view,
+            src,
+            rej.code,
+            rej.reason,
+            &[],
+            other,
+            out,
+        ),
     }
 }
 
@@ -86,7 +113,16 @@ fn send_with(
 ) {
     let mut tag = [0u8; 16];
     let tag = write::derive_to_tag(view, shared.secret, &mut tag);
-    write::write_response(view, src.addr, code, reason, tag, extra, reject_extra, out.buffer());
+    write::write_response(
+        view,
+        src.addr,
+        code,
+        reason,
+        tag,
+        extra,
+        reject_extra,
+        out.buffer(),
+    );
     out.push(dest(view, src));
     shared.metrics.block(worker).sent(code);
 }

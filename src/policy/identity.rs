@@ -375,8 +375,9 @@ fn push_lower(out: &mut IdBuf, bytes: &[u8]) -> Result<(), IdError> {
 }
 
 /// Percent-decodes a user part into `out`. Raw bytes that can never be part of a URI
-/// (controls, space, `"<>`) are rejected, and so are decoded controls, so that an identity is
-/// always safe to log and to compare.
+/// (controls, space, `"<>`) are rejected. Escaped ones, controls and `%00` included, are valid
+/// (RFC 3261 §25.1 `escaped`; RFC 4475 §3.1.1.5 escnull must be accepted): they decode into the
+/// identity, whose `Display` writes non-printable bytes back as `%XX`, so it stays safe to log.
 fn percent_decode(user: &[u8], out: &mut IdBuf) -> Result<(), IdError> {
     let raw_ok = |b: u8| !b.is_ascii_control() && !matches!(b, b' ' | b'"' | b'<' | b'>');
     if !user.contains(&b'%') {
@@ -404,9 +405,6 @@ fn percent_decode(user: &[u8], out: &mut IdBuf) -> Result<(), IdError> {
             i += 1;
             b
         };
-        if decoded.is_ascii_control() {
-            return Err(IdError::BadUser);
-        }
         out.push(decoded)?;
     }
     Ok(())

@@ -74,12 +74,15 @@ impl SlowPath {
         let stop2 = stop.clone();
         let credentials = CredentialStore::new(&cfg.data);
         let store = Store::open(&cfg.data).map_err(std::io::Error::other)?;
-        let mut state = State::new(cfg, store, credentials, net, policy, metrics).map_err(std::io::Error::other)?;
+        let mut state = State::new(cfg, store, credentials, net, policy, metrics)
+            .map_err(std::io::Error::other)?;
         // Credentials are in force before the first request is served.
         state.reload_credentials(now_ms());
-        let thread = std::thread::Builder::new().name("slowpath".into()).spawn(move || {
-            state.run(&rx, &stop2);
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("slowpath".into())
+            .spawn(move || {
+                state.run(&rx, &stop2);
+            })?;
         Ok(Self {
             stop,
             thread: Some(thread),
@@ -147,13 +150,18 @@ impl State {
         let now = now_ms();
         let bindings = state.store.bindings()?;
         let pubs = state.store.publications()?;
-        let events = state
-            .registrar
-            .restore(bindings.into_iter().map(|(aor, b)| (crate::registrar::Aor::new(&aor), b)), now);
+        let events = state.registrar.restore(
+            bindings
+                .into_iter()
+                .map(|(aor, b)| (crate::registrar::Aor::new(&aor), b)),
+            now,
+        );
         state.apply_registrar_events(&events);
-        let changed = state
-            .settings
-            .restore(pubs.into_iter().map(|(aor, p)| (crate::settings::Aor::new(&aor), p)), now);
+        let changed = state.settings.restore(
+            pubs.into_iter()
+                .map(|(aor, p)| (crate::settings::Aor::new(&aor), p)),
+            now,
+        );
         for aor in changed {
             state.publish_isb(aor.as_str());
         }
@@ -231,18 +239,25 @@ impl State {
                 self.cfg.gate.creds.store(Arc::new(c));
                 self.credentials_seen = seen;
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read credentials; keeping the previous ones"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read credentials; keeping the previous ones")
+            }
         }
     }
 
     fn run(&mut self, rx: &SlowReceiver, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
             let now = self.now_ms();
-            let wake = [self.registrar.next_wakeup_ms(), self.settings.next_wakeup_ms()]
-                .into_iter()
-                .flatten()
-                .min()
-                .map_or(MAX_WAIT, |at| Duration::from_millis(at.saturating_sub(now)).min(MAX_WAIT));
+            let wake = [
+                self.registrar.next_wakeup_ms(),
+                self.settings.next_wakeup_ms(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(MAX_WAIT, |at| {
+                Duration::from_millis(at.saturating_sub(now)).min(MAX_WAIT)
+            });
             match rx.next(wake) {
                 Next::Job(job) => {
                     self.handle(&job);
@@ -289,7 +304,9 @@ impl State {
         if view.is_response() {
             // Responses to our own requests (GLMS subscriptions) are matched here once the
             // subscriber exists; until then there is nothing to match them to.
-            self.metrics.slow_block().dropped(DropReason::ResponseNotOurs);
+            self.metrics
+                .slow_block()
+                .dropped(DropReason::ResponseNotOurs);
         } else {
             match view.method() {
                 Method::Register => register::on_register(self, &view, &job.src),
@@ -302,8 +319,22 @@ impl State {
                     "Bad Event",
                     &[("Allow-Events", b"")],
                 ),
-                Method::Notify => respond::send(self, &view, &job.src, 481, "Subscription Does Not Exist", &[]),
-                _ => respond::send(self, &view, &job.src, 500, "Server Internal Error - Misrouted Request", &[]),
+                Method::Notify => respond::send(
+                    self,
+                    &view,
+                    &job.src,
+                    481,
+                    "Subscription Does Not Exist",
+                    &[],
+                ),
+                _ => respond::send(
+                    self,
+                    &view,
+                    &job.src,
+                    500,
+                    "Server Internal Error - Misrouted Request",
+                    &[],
+                ),
             }
         }
         self.parsed = parsed;
@@ -336,7 +367,10 @@ impl State {
     fn publish_isb(&mut self, aor: &str) {
         let key = Identity::from_canonical(aor.as_bytes());
         let isb = self.settings.effective(aor).isb;
-        if self.policy.with(key.as_bytes(), |p| p.is_some_and(|p| p.isb == isb)) {
+        if self
+            .policy
+            .with(key.as_bytes(), |p| p.is_some_and(|p| p.isb == isb))
+        {
             return;
         }
         let known = !self.cfg.glms;
@@ -355,7 +389,9 @@ impl State {
 
 /// Wall-clock milliseconds: stored expiry times must mean the same after a restart.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The fast path's relay target for a binding (D10).
@@ -370,14 +406,26 @@ fn relay_target(t: &BindingTarget) -> Option<RelayTarget> {
 impl State {
     /// D7: an untrusted peer must prove the identity it claims (`claimed`, normalised) with
     /// Digest; REGISTER and PUBLISH are challenged with 401. Returns false after answering.
-    fn authorize(&mut self, view: &crate::sip::View<'_>, src: &crate::transport::Source, claimed: &[u8]) -> bool {
+    fn authorize(
+        &mut self,
+        view: &crate::sip::View<'_>,
+        src: &crate::transport::Source,
+        claimed: &[u8],
+    ) -> bool {
         match self.cfg.gate.check(view, Kind::Registrar, claimed) {
             Outcome::Pass => true,
             Outcome::Challenge { stale, reason } => {
                 let (mut sha256, mut md5) = (Vec::with_capacity(512), Vec::with_capacity(512));
                 self.cfg.gate.write_challenges(stale, &mut sha256, &mut md5);
                 let name = Kind::Registrar.challenge().name();
-                respond::send(self, view, src, 401, reason, &[(name, &sha256), (name, &md5)]);
+                respond::send(
+                    self,
+                    view,
+                    src,
+                    401,
+                    reason,
+                    &[(name, &sha256), (name, &md5)],
+                );
                 false
             }
             Outcome::BadRequest(reason) => {

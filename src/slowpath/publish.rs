@@ -13,12 +13,20 @@ pub fn on_publish(state: &mut State, view: &View<'_>, src: &Source) {
     // D11 / D7: from the core, P-Asserted-Identity names the publisher (the seed's Request-URI
     // is the client's URI, not the AoR); otherwise From, which Digest must prove.
     let publisher = if trusted {
-        identity_of(view, HeaderName::PAssertedIdentity).or_else(|| identity_of(view, HeaderName::From))
+        identity_of(view, HeaderName::PAssertedIdentity)
+            .or_else(|| identity_of(view, HeaderName::From))
     } else {
         identity_of(view, HeaderName::From)
     };
     let Some(publisher) = publisher else {
-        respond::send(state, view, src, 400, "Bad Request - No Usable Publisher Identity", &[]);
+        respond::send(
+            state,
+            view,
+            src,
+            400,
+            "Bad Request - No Usable Publisher Identity",
+            &[],
+        );
         return;
     };
     if !trusted && !state.authorize(view, src, publisher.as_bytes()) {
@@ -34,7 +42,14 @@ pub fn on_publish(state: &mut State, view: &View<'_>, src: &Source) {
         Some(v) => match values::expires(v) {
             Ok(s) => Some(s),
             Err(_) => {
-                respond::send(state, view, src, 400, "Bad Request - Malformed Expires", &[]);
+                respond::send(
+                    state,
+                    view,
+                    src,
+                    400,
+                    "Bad Request - Malformed Expires",
+                    &[],
+                );
                 return;
             }
         },
@@ -53,7 +68,14 @@ pub fn on_publish(state: &mut State, view: &View<'_>, src: &Source) {
         Ok(ok) => {
             let expires = ok.expires_s.to_string();
             if ok.expires_s == 0 {
-                respond::send(state, view, src, 200, "OK", &[("Expires", expires.as_bytes())]);
+                respond::send(
+                    state,
+                    view,
+                    src,
+                    200,
+                    "OK",
+                    &[("Expires", expires.as_bytes())],
+                );
             } else {
                 respond::send(
                     state,
@@ -61,7 +83,10 @@ pub fn on_publish(state: &mut State, view: &View<'_>, src: &Source) {
                     src,
                     200,
                     "OK",
-                    &[("SIP-ETag", ok.etag.as_str().as_bytes()), ("Expires", expires.as_bytes())],
+                    &[
+                        ("SIP-ETag", ok.etag.as_str().as_bytes()),
+                        ("Expires", expires.as_bytes()),
+                    ],
                 );
             }
             if ok.effective_changed {
@@ -77,7 +102,14 @@ pub fn on_publish(state: &mut State, view: &View<'_>, src: &Source) {
                 (h.name(), value)
             });
             match &extra {
-                Some((name, value)) => respond::send(state, view, src, e.status(), e.reason(), &[(name, value.as_bytes())]),
+                Some((name, value)) => respond::send(
+                    state,
+                    view,
+                    src,
+                    e.status(),
+                    e.reason(),
+                    &[(name, value.as_bytes())],
+                ),
                 None => respond::send(state, view, src, e.status(), e.reason(), &[]),
             }
         }

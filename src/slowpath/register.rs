@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 
 use super::{State, respond};
 use crate::policy::Identity;
-use crate::registrar::{ContactInput, Contacts, RegisterRequest, SourceInfo, contact_from_message_sip, parse_contact_value};
+use crate::registrar::{
+    ContactInput, Contacts, RegisterRequest, SourceInfo, contact_from_message_sip,
+    parse_contact_value,
+};
 use crate::sip::lex::CommaIter;
 use crate::sip::{HeaderName, View, nameaddr, values};
 use crate::transport::{Source, Transport};
@@ -24,7 +27,8 @@ fn contacts(view: &View<'_>) -> Result<Contacts, &'static str> {
     for value in view.values(HeaderName::Contact) {
         let mut it = CommaIter::new(value);
         while let Some((s, e)) = it.next_span() {
-            let elem = std::str::from_utf8(&value[s..e]).map_err(|_| "Bad Request - Contact is not UTF-8")?;
+            let elem = std::str::from_utf8(&value[s..e])
+                .map_err(|_| "Bad Request - Contact is not UTF-8")?;
             if elem == "*" {
                 list.push(ContactInput {
                     uri: "*".into(),
@@ -69,13 +73,18 @@ pub fn on_register(state: &mut State, view: &View<'_>, src: &Source) {
         .header(HeaderName::CSeq)
         .and_then(|c| values::cseq(c).ok())
         .map_or(0, |c| c.seq);
-    let expires_header_s = view.header(HeaderName::Expires).and_then(|e| values::expires(e).ok());
+    let expires_header_s = view
+        .header(HeaderName::Expires)
+        .and_then(|e| values::expires(e).ok());
     // D9: from a trusted core, the UE's contact is inside a message/sip body when there is one.
     let embedded = trusted
         && view
             .header(HeaderName::ContentType)
             .is_some_and(|t| t.len() >= 11 && t[..11].eq_ignore_ascii_case(b"message/sip"));
-    let contacts = match embedded.then(|| contact_from_message_sip(view.body())).flatten() {
+    let contacts = match embedded
+        .then(|| contact_from_message_sip(view.body()))
+        .flatten()
+    {
         Some(c) => Ok(Contacts::List(vec![c])),
         None => contacts(view),
     };
@@ -95,7 +104,9 @@ pub fn on_register(state: &mut State, view: &View<'_>, src: &Source) {
         source: SourceInfo {
             addr: src.addr,
             tcp: src.transport == Transport::Tcp,
-            conn: src.conn.map(|c| (u64::from(c.worker) << 48) | (u64::from(c.generation) << 32) | u64::from(c.token)),
+            conn: src.conn.map(|c| {
+                (u64::from(c.worker) << 48) | (u64::from(c.generation) << 32) | u64::from(c.token)
+            }),
         },
         third_party: trusted,
     };
@@ -113,14 +124,30 @@ pub fn on_register(state: &mut State, view: &View<'_>, src: &Source) {
             if contact_lines.is_empty() {
                 respond::send(state, view, src, 200, "OK", &[]);
             } else {
-                respond::send(state, view, src, 200, "OK", &[("Contact", contact_lines.as_bytes())]);
+                respond::send(
+                    state,
+                    view,
+                    src,
+                    200,
+                    "OK",
+                    &[("Contact", contact_lines.as_bytes())],
+                );
             }
             state.apply_registrar_events(&ok.events);
         }
         Err(e) => {
-            let extra = e.extra_header().map(|h| (h.name(), h.value_s().to_string()));
+            let extra = e
+                .extra_header()
+                .map(|h| (h.name(), h.value_s().to_string()));
             match &extra {
-                Some((name, value)) => respond::send(state, view, src, e.status(), e.reason(), &[(name, value.as_bytes())]),
+                Some((name, value)) => respond::send(
+                    state,
+                    view,
+                    src,
+                    e.status(),
+                    e.reason(),
+                    &[(name, value.as_bytes())],
+                ),
                 None => respond::send(state, view, src, e.status(), e.reason(), &[]),
             }
         }

@@ -19,11 +19,32 @@ pub fn dest(view: &View<'_>, src: &Source) -> Dest {
 }
 
 /// Writes a response with `extra` headers and sends it.
-pub fn send(state: &mut State, view: &View<'_>, src: &Source, code: u16, reason: &str, extra: &[(&str, &[u8])]) {
+pub fn send(
+    state: &mut State,
+    view: &View<'_>,
+    src: &Source,
+    code: u16,
+    reason: &str,
+    extra: &[(&str, &[u8])],
+) {
     let mut tag = [0u8; 16];
     let tag = write::derive_to_tag(view, state.cfg.secret, &mut tag);
-    let mut out = Vec::with_capacity(512 + extra.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>());
-    write::write_response(view, src.addr, code, reason, tag, extra, ExtraHeader::None, &mut out);
+    let mut out = Vec::with_capacity(
+        512 + extra
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum::<usize>(),
+    );
+    write::write_response(
+        view,
+        src.addr,
+        code,
+        reason,
+        tag,
+        extra,
+        ExtraHeader::None,
+        &mut out,
+    );
     state.metrics.slow_block().sent(code);
     state.queue(dest(view, src), out);
 }

@@ -219,7 +219,8 @@ impl CredentialStore {
             };
             let r = f(&mut creds);
             let bytes = creds.to_bytes();
-            t.insert(CREDENTIALS_KEY, bytes.as_slice()).map_err(|e| db_err(p, e))?;
+            t.insert(CREDENTIALS_KEY, bytes.as_slice())
+                .map_err(|e| db_err(p, e))?;
             r
         };
         tx.commit().map_err(|e| db_err(p, e))?;
@@ -228,7 +229,9 @@ impl CredentialStore {
 
     /// The file's modification time, to notice changes made by `imserver user`.
     pub fn modified(&self) -> Option<std::time::SystemTime> {
-        std::fs::metadata(&self.path).and_then(|m| m.modified()).ok()
+        std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
     }
 }
 

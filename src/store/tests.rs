@@ -25,8 +25,14 @@ fn batches_survive_reopen_and_none_removes() {
         let s = Store::open(dir.path()).unwrap();
         s.write(&Batch {
             bindings: vec![
-                ("bob@example.com".into(), Some(vec![binding("sip:bob@127.0.0.1:5070", 99)])),
-                ("tom@example.com".into(), Some(vec![binding("sip:tom@127.0.0.1:5071", 99)])),
+                (
+                    "bob@example.com".into(),
+                    Some(vec![binding("sip:bob@127.0.0.1:5070", 99)]),
+                ),
+                (
+                    "tom@example.com".into(),
+                    Some(vec![binding("sip:tom@127.0.0.1:5071", 99)]),
+                ),
             ],
             publications: vec![],
         })
@@ -50,11 +56,16 @@ fn credentials_update_and_load() {
     let dir = tempfile::tempdir().unwrap();
     let cs = CredentialStore::new(dir.path());
     assert!(cs.load().unwrap().is_empty());
-    cs.update(|c| c.add("sip:bob@example.com", "secret")).unwrap().unwrap();
+    cs.update(|c| c.add("sip:bob@example.com", "secret"))
+        .unwrap()
+        .unwrap();
     let loaded = cs.load().unwrap();
     assert_eq!(loaded.len(), 1);
     assert!(loaded.lookup(b"bob@example.com").is_some());
-    let removed = cs.update(|c| c.remove("sip:bob@example.com")).unwrap().unwrap();
+    let removed = cs
+        .update(|c| c.remove("sip:bob@example.com"))
+        .unwrap()
+        .unwrap();
     assert!(removed);
     assert!(cs.load().unwrap().is_empty());
 }

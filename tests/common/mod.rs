@@ -27,7 +27,15 @@ impl ServerProc {
 
     pub fn start_with_data(extra: &[&str], data: tempfile::TempDir) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_imserver"))
-            .args(["run", "--sip", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--workers", "2"])
+            .args([
+                "run",
+                "--sip",
+                "127.0.0.1:0",
+                "--metrics",
+                "127.0.0.1:0",
+                "--workers",
+                "2",
+            ])
             .arg("--data")
             .arg(data.path())
             .args(extra)
@@ -62,7 +70,10 @@ impl ServerProc {
                 Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    panic!("imserver did not become ready: {}", stderr.join().unwrap_or_default());
+                    panic!(
+                        "imserver did not become ready: {}",
+                        stderr.join().unwrap_or_default()
+                    );
                 }
             }
         };
@@ -129,7 +140,10 @@ fn parse_ready(rest: &str) -> (SocketAddr, SocketAddr) {
             metrics = v.parse().ok();
         }
     }
-    (sip.expect("sip= in ready line"), metrics.expect("metrics= in ready line"))
+    (
+        sip.expect("sip= in ready line"),
+        metrics.expect("metrics= in ready line"),
+    )
 }
 
 /// A UDP endpoint on loopback with a bounded receive.
@@ -214,7 +228,12 @@ impl Tcp {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return true,
                 Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return false;
+                }
                 Err(_) => return true,
             }
         }
@@ -249,10 +268,13 @@ pub fn status(msg: &str) -> u16 {
 
 /// First value of a header (long name, case-insensitive), if any.
 pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    msg.split("\r\n").skip(1).take_while(|l| !l.is_empty()).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+    msg.split("\r\n")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
 }
 
 /// Every value of a header (one per line).
@@ -269,9 +291,18 @@ pub fn headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
 
 /// A MESSAGE from `from` to `to`, sent by a peer whose socket is `via` (so responses come back
 /// there), over `transport` ("UDP" or "TCP"); `pai` adds a P-Asserted-Identity.
-pub fn message(to: &str, from: &str, pai: Option<&str>, via: SocketAddr, transport: &str, call_id: &str) -> Vec<u8> {
+pub fn message(
+    to: &str,
+    from: &str,
+    pai: Option<&str>,
+    via: SocketAddr,
+    transport: &str,
+    call_id: &str,
+) -> Vec<u8> {
     let body = "Hello, this is a test message.";
-    let pai = pai.map(|p| format!("P-Asserted-Identity: <{p}>\r\n")).unwrap_or_default();
+    let pai = pai
+        .map(|p| format!("P-Asserted-Identity: <{p}>\r\n"))
+        .unwrap_or_default();
     format!(
         "MESSAGE {to} SIP/2.0\r\n\
          Via: SIP/2.0/{transport} {via};branch=z9hG4bK-{call_id};rport\r\n\

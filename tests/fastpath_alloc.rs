@@ -1,0 +1,180 @@
+//! The whole fast path allocates nothing per MESSAGE: scanning, validation, identity
+//! normalisation, the policy lookup and decision, and writing the 603 or the relayed request
+//! into the worker's outbox, for a blocked and for a relayed MESSAGE over UDP.
+//!
+//! A counting global allocator counts only on the thread that opted in.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use imserver::config::BlockCode;
+use imserver::fastpath::{FastPath, Shared};
+use imserver::metrics::Metrics;
+use imserver::policy::{Identity, PolicyTable, RelayTarget, UserPolicy};
+use imserver::sip::validate::Limits;
+use imserver::transport::{Dest, Outbox, Source, Transport};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note() {
+    // try_with: never panic inside the allocator (e.g. during thread teardown).
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards every call unchanged to `System`; the only addition is a counter.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn count_allocations(f: impl FnOnce()) -> usize {
+    COUNTING.with(|c| c.set(true));
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    f();
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(false));
+    after - before
+}
+
+const MESSAGES: usize = 10_000;
+
+fn fast_path() -> (FastPath, imserver::slowpath::SlowReceiver) {
+    let table = PolicyTable::new();
+    let bob = UserPolicy::builder()
+        .known()
+        .block(&Identity::parse(b"sip:tom@example.com").unwrap())
+        .target(RelayTarget {
+            addr: "127.0.0.1:5099".parse().unwrap(),
+            tcp: false,
+            uri: b"sip:bob@127.0.0.1:5099".to_vec().into(),
+        })
+        .build()
+        .unwrap();
+    table.upsert(Identity::parse(b"sip:bob@example.com").unwrap(), bob);
+    let (slow, rx) = imserver::slowpath::slow_queue(16);
+    let trust = imserver::auth::TrustList::parse_list("127.0.0.1/32").unwrap();
+    let shared = Arc::new(Shared {
+        policy: Arc::new(table),
+        metrics: Arc::new(Metrics::new(2)),
+        slow,
+        trust,
+        limits: Limits::default(),
+        secret: 7,
+        own_host: "127.0.0.1".into(),
+        own_port: 5060,
+        block: BlockCode::Decline,
+        retry_after: "5".into(),
+        route: None,
+        gate: imserver::gate::Gate::new(true, "example.com", imserver::auth::Credentials::new())
+            .unwrap(),
+    });
+    (FastPath::new(shared, 0), rx)
+}
+
+fn message(from: &str, call_id: &str) -> Vec<u8> {
+    let body = "Hello, this is a realistic short instant message body.";
+    format!(
+        "MESSAGE sip:bob@example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-{call_id};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <{from}>;tag=abc123\r\n\
+         To: <sip:bob@example.com>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 MESSAGE\r\n\
+         P-Asserted-Identity: <{from}>\r\n\
+         Content-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Runs `MESSAGES` MESSAGEs from `from` through the fast path, checking each outcome, and
+/// returns how many allocations happened.
+fn run(from: &str, check: impl Fn(Dest, &[u8])) -> usize {
+    let (mut fp, _rx) = fast_path();
+    let mut out = Outbox::new();
+    let src = Source {
+        addr: "127.0.0.1:5070".parse().unwrap(),
+        local: "127.0.0.1:5060".parse().unwrap(),
+        transport: Transport::Udp,
+        conn: None,
+    };
+    let msg = message(from, "alloc-test");
+    // Warm-up: first use of lazily initialised state (thread-locals, pools) may allocate.
+    for _ in 0..10 {
+        fp.handle(&msg, &src, &mut out);
+        out.clear();
+    }
+    count_allocations(|| {
+        for _ in 0..MESSAGES {
+            fp.handle(&msg, &src, &mut out);
+            let mut n = 0;
+            for (dest, bytes) in out.messages() {
+                check(dest, bytes);
+                n += 1;
+            }
+            assert_eq!(n, 1, "exactly one packet per MESSAGE");
+            out.clear();
+        }
+    })
+}
+
+#[test]
+fn counter_counts() {
+    assert!(count_allocations(|| drop(std::hint::black_box(vec![1u8; 8]))) >= 1);
+}
+
+#[test]
+fn blocked_message_allocates_nothing() {
+    let n = run("sip:tom@example.com", |dest, bytes| {
+        assert!(bytes.starts_with(b"SIP/2.0 603 Decline\r\n"));
+        assert_eq!(dest, Dest::Udp("127.0.0.1:5070".parse().unwrap()));
+    });
+    assert_eq!(
+        n, 0,
+        "allocations while answering {MESSAGES} blocked MESSAGEs"
+    );
+}
+
+#[test]
+fn relayed_message_allocates_nothing() {
+    let n = run("sip:alice@example.com", |dest, bytes| {
+        assert!(bytes.starts_with(b"MESSAGE sip:bob@127.0.0.1:5099 SIP/2.0\r\n"));
+        assert_eq!(dest, Dest::Udp("127.0.0.1:5099".parse().unwrap()));
+    });
+    assert_eq!(n, 0, "allocations while relaying {MESSAGES} MESSAGEs");
+}
