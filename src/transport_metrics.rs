@@ -6,9 +6,16 @@ use std::fmt::Write as _;
 use crate::metrics::header;
 use crate::transport::TransportStats;
 
+/// A metric family: name, help, and how to read it off one worker's counters.
+type Family = (
+    &'static str,
+    &'static str,
+    fn(&crate::transport::WorkerCounters) -> u64,
+);
+
 pub fn render(stats: &TransportStats, s: &mut String) {
     let per_worker = stats.per_worker();
-    let families: [(&str, &str, fn(&crate::transport::WorkerCounters) -> u64); 14] = [
+    let families: [Family; 14] = [
         (
             "imserver_udp_received_total",
             "UDP datagrams received",

@@ -81,12 +81,11 @@ fn recipient(view: &View<'_>, out: &mut IdBuf) -> bool {
 
 /// The sender (D7): the first P-Asserted-Identity from a trusted peer, else the From URI.
 fn sender(view: &View<'_>, trusted: bool, out: &mut IdBuf) -> bool {
-    if trusted {
-        if let Some(pai) = header_uri(view, HeaderName::PAssertedIdentity) {
-            if normalize(pai, out).is_ok() {
-                return true;
-            }
-        }
+    if trusted
+        && let Some(pai) = header_uri(view, HeaderName::PAssertedIdentity)
+        && normalize(pai, out).is_ok()
+    {
+        return true;
     }
     header_uri(view, HeaderName::From).is_some_and(|f| normalize(f, out).is_ok())
 }

@@ -133,10 +133,10 @@ impl DomainRules {
         let domain = domain_of(sender_norm);
         if let Some(d) = domain {
             let hash = rules.state.hash_one(d);
-            if let Some(rule) = rules.by_domain.find(hash, |r| *r.domain == *d) {
-                if !rule.except.excepts(sender_norm, domain) {
-                    return true;
-                }
+            if let Some(rule) = rules.by_domain.find(hash, |r| *r.domain == *d)
+                && !rule.except.excepts(sender_norm, domain)
+            {
+                return true;
             }
         }
         rules

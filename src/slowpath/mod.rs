@@ -134,8 +134,8 @@ impl State {
         metrics: Arc<Metrics>,
     ) -> Result<Self, crate::store::StoreError> {
         let mut state = Self {
-            registrar: Registrar::new(cfg.registrar.clone()),
-            settings: Compositor::new(cfg.settings.clone()),
+            registrar: Registrar::new(cfg.registrar),
+            settings: Compositor::new(cfg.settings),
             cfg,
             net,
             policy,

@@ -122,10 +122,10 @@ impl Drop for ServerProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if std::thread::panicking() {
-            if let Some(h) = self.stderr.take() {
-                eprintln!("--- imserver stderr ---\n{}", h.join().unwrap_or_default());
-            }
+        if std::thread::panicking()
+            && let Some(h) = self.stderr.take()
+        {
+            eprintln!("--- imserver stderr ---\n{}", h.join().unwrap_or_default());
         }
     }
 }
