@@ -85,6 +85,8 @@ pub struct Config {
     pub outbound_proxy: Option<String>,
     /// Digest authentication of untrusted peers (D7). `false` is for lab use only.
     pub auth: bool,
+    /// Static blocked lists (loadgen's policy.jsonl) for labs and benchmarks without a GLMS.
+    pub policy_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -110,6 +112,7 @@ impl Default for Config {
             advertise: None,
             outbound_proxy: None,
             auth: true,
+            policy_file: None,
         }
     }
 }

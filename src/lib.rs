@@ -16,6 +16,7 @@ pub mod gate;
 pub mod glms;
 pub mod metrics;
 pub mod policy;
+pub mod policyfile;
 pub mod registrar;
 pub mod server;
 pub mod settings;

@@ -84,6 +84,9 @@ struct RunArgs {
     /// Host written in the server's own Via [default: the SIP address's IP].
     #[arg(long, value_name = "HOST")]
     advertise: Option<String>,
+    /// Static blocked lists (loadgen's policy.jsonl), for labs and benchmarks without a GLMS.
+    #[arg(long, value_name = "FILE")]
+    policy_file: Option<PathBuf>,
     /// Log filter (tracing-subscriber EnvFilter syntax) [default: info, or RUST_LOG].
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -130,6 +133,9 @@ impl RunArgs {
         }
         if let Some(v) = self.auth {
             cfg.auth = v;
+        }
+        if let Some(v) = self.policy_file {
+            cfg.policy_file = Some(v);
         }
         if let Some(v) = self.advertise {
             cfg.advertise = Some(v);

@@ -46,7 +46,14 @@ impl Server {
         let workers = cfg.worker_count();
         let trust = trust_list(&cfg)?;
         let metrics = Arc::new(Metrics::new(workers + 1));
-        let policy = Arc::new(PolicyTable::new());
+        let policy = Arc::new(match &cfg.policy_file {
+            Some(path) => {
+                let t = crate::policyfile::load(path)?;
+                tracing::info!(users = t.len(), file = %path.display(), "static policy loaded");
+                t
+            }
+            None => PolicyTable::new(),
+        });
         let (slow_tx, slow_rx) = slow_queue(cfg.slow_queue);
         let limits = Limits {
             max_udp_len: cfg.max_udp_bytes,
