@@ -118,9 +118,11 @@ IMSERVER=$TARGET_DIR/release/imserver
 LOADGEN=$TARGET_DIR/release/loadgen
 UDP_ECHO=$TARGET_DIR/release/udp-echo
 
-pin() { # pin CPU cmd...: taskset when the machine has the cores, plain otherwise
+# pin CPU cmd...: taskset when the machine has the cores, plain otherwise. It execs, so that
+# `pin ... &` leaves $! = the PID of the command itself (not of a subshell).
+pin() {
     local cpu=$1; shift
-    if ((NCPU >= 2)); then taskset -c "$cpu" "$@"; else "$@"; fi
+    if ((NCPU >= 2)); then exec taskset -c "$cpu" "$@"; else exec "$@"; fi
 }
 
 # wait_line FILE REGEX SECONDS PID: the first line of FILE matching REGEX, bounded in time.

@@ -512,7 +512,7 @@ fn read_identity(cond: &Element, ones: &mut Vec<Identity>, manys: &mut Vec<Many>
                 ones.push(id);
             }
         } else if e.name.is(CP_NS, "many") {
-            let domain = match e.attr("domain") {
+            let many_domain = match e.attr("domain") {
                 Some(d) => match domain(d, w) {
                     Some(d) => Some(d),
                     // A many-rule for an unreadable domain matches nobody.
@@ -534,7 +534,10 @@ fn read_identity(cond: &Element, ones: &mut Vec<Identity>, manys: &mut Vec<Many>
             }
             except.ids = sorted(except.ids);
             except.domains = sorted(except.domains);
-            manys.push(Many { domain, except });
+            manys.push(Many {
+                domain: many_domain,
+                except,
+            });
         }
     }
 }
