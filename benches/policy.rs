@@ -89,6 +89,7 @@ fn policy_for(user: usize, buf: &mut IdBuf) -> UserPolicy {
             addr: std::net::SocketAddr::from(([127, 0, 0, 1], 5070)),
             tcp: false,
             uri: format!("sip:user{user}@127.0.0.1:5070").into_bytes().into(),
+            conn: None,
         })
         .build()
         .expect("valid policy")

@@ -32,6 +32,7 @@ fi
 : "${TRANSPORTS:=udp tcp}"
 : "${BLOCKED_SHARES:=0 0.2}"
 : "${SYSTEMS:=imserver kamailio echo}"
+: "${RAMP_EXTRA:=4}"       # extra +25% steps when the top of the ramp is still sustained
 : "${WINDOW:=64}"          # closed-loop window per generator socket (saturation search)
 : "${SOCKETS:=4}"          # generator sockets (UDP source ports / TCP connections)
 : "${RECIPIENT_SOCKETS:=4}"
@@ -330,6 +331,19 @@ sweep() {
         log "    ramp ${f}x = ${rate}/s: $([[ $ok == 1 ]] && echo sustained || echo NOT sustained)"
         [[ $ok == 1 ]] && ((rate > best)) && best=$rate
     done
+    # Past saturation: if the top of the ramp was still sustained (the closed loop underrated the
+    # server), keep stepping up by 25% until a step fails, at most RAMP_EXTRA more steps.
+    local extra
+    for ((extra = 0; extra < RAMP_EXTRA; extra++)); do
+        [[ $ok == 1 ]] || break
+        f=$(awk -v f="$f" 'BEGIN{printf "%.3g", f*1.25}')
+        rate=$(awk -v c="$cap" -v f="$f" 'BEGIN{printf "%d", c*f}')
+        step "$sys" "$tr" "$users" "$blocked" ramp "$f" "$rate"
+        d=$STEP_DIR
+        read -r ok _ <<<"$("${PY[@]}" judge "$d/loadgen.json")"
+        log "    ramp ${f}x = ${rate}/s: $([[ $ok == 1 ]] && echo sustained || echo NOT sustained)"
+        [[ $ok == 1 ]] && ((rate > best)) && best=$rate
+    done
     ((best > 0)) || { log "  nothing sustained; no latency steps"; return 0; }
     log "  max sustained ${best}/s"
     for f in $LOADS; do
@@ -359,7 +373,7 @@ main() {
         echo "mode=$MODE"
         echo "date=$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
         echo "command=$(printf '%q ' env QUICK="$QUICK" FULL="$FULL" "$0")"
-        for v in USERS SAT_S STEP_S RAMP LOADS TRANSPORTS BLOCKED_SHARES SYSTEMS WINDOW SOCKETS \
+        for v in USERS SAT_S STEP_S RAMP RAMP_EXTRA LOADS TRANSPORTS BLOCKED_SHARES SYSTEMS WINDOW SOCKETS \
             RECIPIENT_SOCKETS ECHO_SIZE MAX_BLOCKED SEED SERVER_CPU GEN_CPU KAM_CHILDREN TIMEOUT_MS; do
             echo "$v=${!v}"
         done

@@ -177,6 +177,9 @@ impl Config {
         if self.udp_batch == 0 || self.udp_batch > 1024 {
             return Err(invalid("udp_batch", "must be 1..=1024"));
         }
+        if self.tcp_max_conns_per_worker == 0 || self.tcp_max_conns_per_worker > 1 << 24 {
+            return Err(invalid("tcp_max_conns_per_worker", "must be 1..=16777216"));
+        }
         if self.workers > 1024 {
             return Err(invalid("workers", "must be at most 1024"));
         }

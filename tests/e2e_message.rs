@@ -31,6 +31,7 @@ fn bob(server: &Server, target: SocketAddr, blocked: &[&str], isb: bool) {
         addr: target,
         tcp: false,
         uri: format!("sip:bob@{target}").into_bytes().into(),
+        conn: None,
     });
     for id in blocked {
         b = b.block(&Identity::parse(id.as_bytes()).unwrap());

@@ -80,6 +80,7 @@ fn fast_path() -> (FastPath, imserver::slowpath::SlowReceiver) {
             addr: "127.0.0.1:5099".parse().unwrap(),
             tcp: false,
             uri: b"sip:bob@127.0.0.1:5099".to_vec().into(),
+            conn: None,
         })
         .build()
         .unwrap();

@@ -72,6 +72,7 @@ fn table() -> PolicyTable {
                 addr: std::net::SocketAddr::from(([127, 0, 0, 1], 5070)),
                 tcp: true,
                 uri: format!("sip:user{i}@127.0.0.1:5070").into_bytes().into(),
+                conn: None,
             })
             .build()
             .expect("valid policy");

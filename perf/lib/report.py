@@ -66,8 +66,15 @@ def read_counters(path):
     return c
 
 
+def total(c, name):
+    """A counter's value; a name without labels sums every labelled series (e.g. per worker)."""
+    if "{" in name:
+        return c.get(name, 0)
+    return sum(v for k, v in c.items() if k == name or k.startswith(name + "{"))
+
+
 def delta(before, after, name):
-    return after.get(name, 0) - before.get(name, 0)
+    return total(after, name) - total(before, name)
 
 
 def mem_pair(s):
@@ -227,9 +234,9 @@ def svg_lines(path, title, xlabel, ylabel, series, logy=True):
         y = ty(t)
         o.append(f'<line x1="{ml}" y1="{y:.1f}" x2="{w - mr}" y2="{y:.1f}" stroke="#ddd"/>')
         o.append(f'<text x="{ml - 4}" y="{y + 4:.1f}" text-anchor="end">{short(t)}</text>')
-    for i in range(6):
-        x = x0 + (x1 - x0) * i / 5
-        o.append(f'<text x="{tx(x):.1f}" y="{h - mb + 14}" text-anchor="middle">{short(x)}</text>')
+    for x in nice_ticks(x1):
+        o.append(f'<line x1="{tx(x):.1f}" y1="{h - mb}" x2="{tx(x):.1f}" y2="{h - mb + 4}" stroke="black"/>')
+        o.append(f'<text x="{tx(x):.1f}" y="{h - mb + 16}" text-anchor="middle">{short(x)}</text>')
     ly = mt
     for label, color, dash, s in series:
         s = sorted(p for p in s if p[1] is not None and p[1] > 0)
@@ -272,6 +279,15 @@ def svg_bars(path, title, ylabel, bars):
     with open(path, "w") as f:
         f.write("\n".join(o) + "\n")
     return True
+
+
+def nice_ticks(top, n=6):
+    """0, step, 2*step, ... up to top, with step a 1/2/5 x 10^k number."""
+    import math
+    raw = top / n if top > 0 else 1
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    return [i * step for i in range(int(top // step) + 1)]
 
 
 def esc(s):
@@ -491,19 +507,24 @@ def write(out_dir, report_path, plots_dir):
     L.append("## Plots")
     L.append("")
     dashes = {"p50": "", "p99": "6,3", "p99.9": "2,2"}
-    for k in groups:
+    plot_groups = [(k, [x for x in systems if x != "echo"]) for k in groups]
+    if echo_closed:
+        plot_groups.append((("udp", 0, 0), ["echo"]))
+    for k, plot_systems in plot_groups:
         series = []
-        for sysname in systems:
+        for sysname in plot_systems:
             pts = [s for s in steps if s["system"] == sysname and s["phase"] in ("ramp", "latency")
-                   and (sysname == "echo" and k[0] == "udp" or sysname != "echo" and key(s) == k)]
+                   and (sysname == "echo" or key(s) == k)]
             for label, field in (("p50", "p50"), ("p99", "p99"), ("p99.9", "p999")):
                 series.append((f"{sysname} {label}", COLORS[sysname], dashes[label],
                                [(s["rate"], s[field]) for s in pts if s["sustained"] or s["phase"] == "latency"]))
-        name = f"latency-{k[0]}-{k[1]}-b{k[2]}.svg"
-        if svg_lines(os.path.join(plots_dir, name),
-                     f"Latency vs offered load ({k[0]}, {k[1]:,} users, blocked {k[2]})",
-                     "offered MESSAGEs/s (echo: datagrams/s)", "latency µs (log)", series):
-            L.append(f"![latency {k}]({rel_plots}/{name})")
+        if plot_systems == ["echo"]:
+            name, title, xl = "latency-echo-udp.svg", "Echo floor: latency vs offered load (udp)", "offered datagrams/s"
+        else:
+            name = f"latency-{k[0]}-{k[1]}-b{k[2]}.svg"
+            title, xl = f"Latency vs offered load ({k[0]}, {k[1]:,} users, blocked {k[2]})", "offered MESSAGEs/s"
+        if svg_lines(os.path.join(plots_dir, name), title, xl, "latency µs (log)", series):
+            L.append(f"![{esc(title)}]({rel_plots}/{name})")
             L.append("")
     bars = []
     for k in groups:
@@ -657,6 +678,9 @@ def write(out_dir, report_path, plots_dir):
         L.append("  ```")
         L.append("  " + cmd)
         L.append("  ```")
+    echo_cmd = os.path.join(out_dir, "sut", "echo", "server.cmd")
+    if os.path.exists(echo_cmd):
+        setup = setup + [{"system": "echo", "register_json": os.path.join(out_dir, "sut", "echo", "x")}]
     for st in setup:
         if "system" in st:
             p = os.path.join(os.path.dirname(st.get("register_json", "")), "server.cmd")

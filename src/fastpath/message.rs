@@ -221,10 +221,12 @@ pub fn on_message(
                 match write::write_relay_request(view, &spec, out.buffer()) {
                     Ok(()) => {
                         counters.decision(Decision::Relayed);
-                        out.push(if target.tcp {
-                            Dest::Tcp(target.addr)
-                        } else {
-                            Dest::Udp(target.addr)
+                        // A UE registered over TCP is reached on its own connection (RFC 5626
+                        // §5.3); otherwise over the binding's transport to its address.
+                        out.push(match (target.tcp, target.conn) {
+                            (true, Some(conn)) => Dest::Conn(ConnRef::from_u64(conn)),
+                            (true, None) => Dest::Tcp(target.addr),
+                            (false, _) => Dest::Udp(target.addr),
                         });
                     }
                     Err(rej) => reply::reject(shared, worker, view, src, &rej, out),

@@ -179,8 +179,9 @@ impl Access {
         if let Some(asserted) = facts.asserted
             && trusted
         {
-            let aor = parse_asserted(asserted)
-                .ok_or(Refusal::BadRequest("Bad Request (X-XCAP-Asserted-Identity)"))?;
+            let aor = parse_asserted(asserted).ok_or(Refusal::BadRequest(
+                "Bad Request (X-XCAP-Asserted-Identity)",
+            ))?;
             return Ok(Identity {
                 aor,
                 via: Via::Asserted,
@@ -370,7 +371,12 @@ mod tests {
             .nth(1)
             .and_then(|r| r.split('"').next())
             .expect("nonce");
-        let h = ha1(Algorithm::Sha256, user.as_bytes(), REALM.as_bytes(), pw.as_bytes());
+        let h = ha1(
+            Algorithm::Sha256,
+            user.as_bytes(),
+            REALM.as_bytes(),
+            pw.as_bytes(),
+        );
         let resp = compute_response(
             &h,
             method.as_bytes(),
@@ -406,7 +412,10 @@ mod tests {
         );
         // Quoted and bare forms.
         for v in [&b"\"sip:bob@example.com\""[..], b"sip:bob@EXAMPLE.com"] {
-            assert!(a.check(&facts("10.0.0.1", "GET", None, Some(v)), &u, 1000).is_ok());
+            assert!(
+                a.check(&facts("10.0.0.1", "GET", None, Some(v)), &u, 1000)
+                    .is_ok()
+            );
         }
         assert!(matches!(
             a.check(&facts("10.0.0.1", "GET", None, Some(b"tel:+1")), &u, 1000),

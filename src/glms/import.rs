@@ -22,8 +22,8 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use super::store::{DocKey, DocStore, StoreError};
-use super::xcap::{Tree, XcapCore, XcapUri};
 use super::xcap::uri::DEFAULT_ROOT;
+use super::xcap::{Tree, XcapCore, XcapUri};
 
 /// Documents per transaction.
 pub const DEFAULT_CHUNK_DOCS: usize = 10_000;
@@ -305,7 +305,11 @@ mod tests {
         let at: Vec<u64> = report.failures.iter().map(|f| f.line).collect();
         assert_eq!(at, vec![4, 8, 12]);
         assert!(report.failures[1].reason.contains("unknown auid"));
-        assert!(report.failures[2].reason.contains("409"), "{}", report.failures[2]);
+        assert!(
+            report.failures[2].reason.contains("409"),
+            "{}",
+            report.failures[2]
+        );
         assert_eq!(report.commits, 3);
         assert_eq!(store.len().expect("len"), 25);
         let k = DocKey::user("resource-lists", "sip:u25@example.com", "index");

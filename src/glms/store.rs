@@ -403,7 +403,11 @@ mod tests {
     use super::*;
 
     fn key(user: &str) -> DocKey {
-        DocKey::user("resource-lists", &format!("sip:{user}@example.com"), "index")
+        DocKey::user(
+            "resource-lists",
+            &format!("sip:{user}@example.com"),
+            "index",
+        )
     }
 
     #[test]
@@ -478,7 +482,11 @@ mod tests {
             DocKey::user("resource-lists", "sip:bob@example.com", "other"),
             DocKey::user("resource-lists", "sip:bob@example.com.evil", "index"),
             DocKey::user("resource-lists", "sip:bo@example.com", "index"),
-            DocKey::user("org.openmobilealliance.access-rules", "sip:bob@example.com", "index"),
+            DocKey::user(
+                "org.openmobilealliance.access-rules",
+                "sip:bob@example.com",
+                "index",
+            ),
         ];
         let n = b
             .put_many(keys.iter().map(|k| (k, &b"<d/>"[..])))

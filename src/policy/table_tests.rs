@@ -12,6 +12,7 @@ fn target(port: u16) -> RelayTarget {
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         tcp: false,
         uri: format!("sip:u@127.0.0.1:{port}").into_bytes().into(),
+        conn: None,
     }
 }
 

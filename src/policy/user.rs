@@ -15,6 +15,9 @@ pub struct RelayTarget {
     pub tcp: bool,
     /// The Request-URI to use when relaying: the binding's contact.
     pub uri: Box<[u8]>,
+    /// The connection the binding was registered over (RFC 5626 §5.3 style reuse: a UE
+    /// behind NAT can only be reached on its own connection), as the transport's opaque id.
+    pub conn: Option<u64>,
 }
 
 /// What to do with one MESSAGE for this user.
@@ -167,6 +170,7 @@ mod tests {
             addr: "127.0.0.1:5070".parse().expect("literal address"),
             tcp: false,
             uri: b"sip:bob@127.0.0.1:5070".as_slice().into(),
+            conn: None,
         }
     }
 

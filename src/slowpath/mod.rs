@@ -400,6 +400,7 @@ fn relay_target(t: &BindingTarget) -> Option<RelayTarget> {
         addr: t.addr?,
         tcp: t.tcp,
         uri: t.contact_uri.as_bytes().into(),
+        conn: t.conn,
     })
 }
 

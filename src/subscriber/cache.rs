@@ -31,7 +31,9 @@ pub struct CacheEntry {
 pub enum CacheChange {
     Put(CacheEntry),
     /// The AoR's subscription ended (grace expired): forget its documents.
-    Remove { aor: String },
+    Remove {
+        aor: String,
+    },
 }
 
 /// What is known of one document.

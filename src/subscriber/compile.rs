@@ -11,9 +11,7 @@
 
 use crate::glms::xcap::dom::{Document, Element, Limits, parse_document};
 use crate::policy::identity::normalize_domain;
-use crate::policy::{
-    Exceptions, IdBuf, Identity, PolicyError, UserPolicy, domain_of, normalize,
-};
+use crate::policy::{Exceptions, IdBuf, Identity, PolicyError, UserPolicy, domain_of, normalize};
 
 use super::lists::{RL_NS, Root, Walker, top_level_list};
 
@@ -298,13 +296,15 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
 fn merge_any(blocks: Vec<ExceptList>) -> Option<ExceptList> {
     let mut iter = blocks.into_iter();
     let first = iter.next()?;
-    Some(iter.fold(first, |acc, e| ExceptList {
-        ids: acc.ids.into_iter().filter(|i| e.ids.contains(i)).collect(),
-        domains: acc
-            .domains
-            .into_iter()
-            .filter(|d| e.domains.contains(d))
-            .collect(),
+    Some(iter.fold(first, |acc, e| {
+        ExceptList {
+            ids: acc.ids.into_iter().filter(|i| e.ids.contains(i)).collect(),
+            domains: acc
+                .domains
+                .into_iter()
+                .filter(|d| e.domains.contains(d))
+                .collect(),
+        }
     }))
 }
 
@@ -389,7 +389,10 @@ fn evaluate_rules(doc: &Document, walker: &mut Walker<'_>, w: &mut Warnings) -> 
     // only the rest (OMA common-policy extension; SPEC 4.3).
     let mut bearing = ExceptList::default();
     let mut bearing_matches_all = false;
-    for (_, c) in rules.iter().filter(|(_, c)| !c.never && c.identity_bearing()) {
+    for (_, c) in rules
+        .iter()
+        .filter(|(_, c)| !c.never && c.identity_bearing())
+    {
         bearing.ids.extend(c.named());
         if let (Some((_, manys)), None) = (&c.identity, &c.external) {
             for m in manys {
@@ -486,7 +489,9 @@ fn rule_conditions(rule: &Element, walker: &mut Walker<'_>, w: &mut Warnings) ->
                     }
                     match entry.attr("anc") {
                         Some(anc) => walker.walk_reference(anc, members, w),
-                        None => w.push(Warning::new(WarningKind::BadReference, "entry without anc")),
+                        None => {
+                            w.push(Warning::new(WarningKind::BadReference, "entry without anc"))
+                        }
                     }
                 }
             }
@@ -505,7 +510,12 @@ fn rule_conditions(rule: &Element, walker: &mut Walker<'_>, w: &mut Warnings) ->
 }
 
 /// RFC 4745 §7.1: `<one id>` and `<many domain?>` with `<except id|domain>`.
-fn read_identity(cond: &Element, ones: &mut Vec<Identity>, manys: &mut Vec<Many>, w: &mut Warnings) {
+fn read_identity(
+    cond: &Element,
+    ones: &mut Vec<Identity>,
+    manys: &mut Vec<Many>,
+    w: &mut Warnings,
+) {
     for (_, e) in cond.child_elements() {
         if e.name.is(CP_NS, "one") {
             if let Some(id) = e.attr("id").and_then(|v| identity(v, w)) {

@@ -14,14 +14,19 @@ const MAX_DOC_BYTES: usize = 1 << 20;
 impl Subscriber {
     /// Normalises a `sel` (relative to the root) to the document selector form we key on.
     fn document_key(&self, sel: &str) -> Option<String> {
-        let uri = XcapUri::parse(&format!("{}/{}", self.root.path(), sel), self.root.path()).ok()?;
+        let uri =
+            XcapUri::parse(&format!("{}/{}", self.root.path(), sel), self.root.path()).ok()?;
         // An element or attribute selector is not a document entry for us.
         uri.node_selector.is_none().then(|| uri.document_selector())
     }
 
     pub(crate) fn apply_diff(&mut self, a: &mut Aor, now_ms: u64, diff: &XcapDiff) {
         let mut changed = false;
-        for change in diff.changes.iter().filter(|c| c.kind == EntryKind::Document) {
+        for change in diff
+            .changes
+            .iter()
+            .filter(|c| c.kind == EntryKind::Document)
+        {
             let Some(key) = self.document_key(&change.sel) else {
                 continue;
             };
@@ -100,10 +105,7 @@ impl Subscriber {
         slot.refetch = false;
         slot.retry_at_ms = None;
         // RFC 9110 §13.1.2: only send the tag of a copy we actually have.
-        let if_none_match = slot
-            .bytes()
-            .and(slot.etag())
-            .map(|e| e.as_str().to_owned());
+        let if_none_match = slot.bytes().and(slot.etag()).map(|e| e.as_str().to_owned());
         let uri = format!("{}/{}", self.cfg.xcap_root_url, slot.sel);
         self.out.push(Action::Fetch {
             aor: a.aor.clone(),
@@ -193,9 +195,7 @@ impl Subscriber {
         }
         if changed && i < own_count {
             self.own_changed(a, now_ms);
-        } else if changed || i >= own_count {
-            self.recompile(a, now_ms);
-        } else if a.published.is_none() {
+        } else if changed || i >= own_count || a.published.is_none() {
             self.recompile(a, now_ms);
         }
     }
@@ -237,8 +237,13 @@ impl Subscriber {
             }
         };
         // Referenced documents: keep the ones still referenced, fetch the new ones.
-        let wanted: Vec<&String> = compiled.referenced.iter().chain(&compiled.unresolved).collect();
-        a.extra.retain(|d| wanted.contains(&&d.sel) && !a.own.iter().any(|o| o.sel == d.sel));
+        let wanted: Vec<&String> = compiled
+            .referenced
+            .iter()
+            .chain(&compiled.unresolved)
+            .collect();
+        a.extra
+            .retain(|d| wanted.contains(&&d.sel) && !a.own.iter().any(|o| o.sel == d.sel));
         let mut waiting = false;
         for sel in &compiled.unresolved {
             if a.own.iter().any(|o| &o.sel == sel) {

@@ -163,7 +163,10 @@ impl<'r> Walker<'r> {
         for (i, child) in list.child_elements() {
             self.visits += 1;
             if self.visits > MAX_VISITS {
-                w.push(Warning::new(WarningKind::LimitReached, "list walk too long"));
+                w.push(Warning::new(
+                    WarningKind::LimitReached,
+                    "list walk too long",
+                ));
                 return;
             }
             // RFC 4826 §3.2: elements from other namespaces are extensions; skip them.
@@ -179,18 +182,30 @@ impl<'r> Walker<'r> {
                 }
                 "entry-ref" => match child.attr("ref") {
                     Some(r) => self.follow_entry_ref(r, depth + 1, out, w),
-                    None => w.push(Warning::new(WarningKind::BadReference, "entry-ref without ref")),
+                    None => w.push(Warning::new(
+                        WarningKind::BadReference,
+                        "entry-ref without ref",
+                    )),
                 },
                 "external" => match child.attr("anchor") {
                     Some(a) => self.follow_external(a, depth + 1, out, w),
-                    None => w.push(Warning::new(WarningKind::BadReference, "external without anchor")),
+                    None => w.push(Warning::new(
+                        WarningKind::BadReference,
+                        "external without anchor",
+                    )),
                 },
                 _ => {}
             }
         }
     }
 
-    fn follow_external(&mut self, anchor: &str, depth: usize, out: &mut Vec<Identity>, w: &mut Warnings) {
+    fn follow_external(
+        &mut self,
+        anchor: &str,
+        depth: usize,
+        out: &mut Vec<Identity>,
+        w: &mut Warnings,
+    ) {
         let Some((key, doc, paths)) = self.target(anchor, depth, w) else {
             return;
         };
@@ -204,7 +219,13 @@ impl<'r> Walker<'r> {
         }
     }
 
-    fn follow_entry_ref(&mut self, reference: &str, depth: usize, out: &mut Vec<Identity>, w: &mut Warnings) {
+    fn follow_entry_ref(
+        &mut self,
+        reference: &str,
+        depth: usize,
+        out: &mut Vec<Identity>,
+        w: &mut Warnings,
+    ) {
         let Some((_, doc, paths)) = self.target(reference, depth, w) else {
             return;
         };

@@ -169,6 +169,37 @@ pub enum FetchResult {
     Failed,
 }
 
+/// A response to one of our SUBSCRIBEs, as the slow path parsed it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscribeResponse<'a> {
+    pub call_id: &'a str,
+    pub cseq: u32,
+    pub code: u16,
+    /// `Expires` of a 2xx (RFC 6665 §4.1.2.1: authoritative).
+    pub expires_s: Option<u32>,
+    /// `Min-Expires` of a 423.
+    pub min_expires_s: Option<u32>,
+    /// `Retry-After` (503 and others).
+    pub retry_after_s: Option<u32>,
+    /// The To tag (the notifier's dialog tag).
+    pub to_tag: Option<&'a str>,
+}
+
+/// A NOTIFY on one of our subscriptions, as the slow path parsed it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Notify<'a> {
+    pub call_id: &'a str,
+    /// The notifier's tag (the NOTIFY's From tag).
+    pub from_tag: Option<&'a str>,
+    /// Our tag (the NOTIFY's To tag).
+    pub to_tag: Option<&'a str>,
+    /// The `Event` header value.
+    pub event: &'a str,
+    /// The `Subscription-State` header value.
+    pub subscription_state: &'a str,
+    pub body: &'a [u8],
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SubscriberError {
     #[error("subscriber table full")]
@@ -232,11 +263,15 @@ pub(crate) struct Aor {
 
 impl Aor {
     fn next_deadline(&self) -> Option<u64> {
-        let tx = self
-            .tx
-            .as_ref()
-            .map(|t| t.retransmit_at_ms.map_or(t.deadline_ms, |r| r.min(t.deadline_ms)));
-        let docs = self.own.iter().chain(&self.extra).filter_map(|d| d.retry_at_ms);
+        let tx = self.tx.as_ref().map(|t| {
+            t.retransmit_at_ms
+                .map_or(t.deadline_ms, |r| r.min(t.deadline_ms))
+        });
+        let docs = self
+            .own
+            .iter()
+            .chain(&self.extra)
+            .filter_map(|d| d.retry_at_ms);
         [
             tx,
             self.grace_until_ms,
@@ -288,7 +323,10 @@ impl Subscriber {
 
     /// The phase of an AoR's subscription, `None` when it has none.
     pub fn phase(&self, aor: &str) -> Option<Phase> {
-        self.by_name.get(aor).and_then(|k| self.aors.get(k)).map(|a| a.phase)
+        self.by_name
+            .get(aor)
+            .and_then(|k| self.aors.get(k))
+            .map(|a| a.phase)
     }
 
     /// The last compiled policy of an AoR (`None`: pending, D6).
@@ -359,10 +397,7 @@ impl Subscriber {
                 attempts: 0,
                 requested_expires_s: self.cfg.expires_s,
                 notified: false,
-                own: [
-                    DocSlot::new(sel(AUID_LISTS)),
-                    DocSlot::new(sel(AUID_RULES)),
-                ],
+                own: [DocSlot::new(sel(AUID_LISTS)), DocSlot::new(sel(AUID_RULES))],
                 extra: Vec::new(),
                 published: None,
                 compiled_at_ms: 0,
@@ -457,8 +492,12 @@ impl Subscriber {
         if let Some(tx) = &mut a.tx {
             if tx.deadline_ms <= now_ms {
                 // RFC 3261 §17.1.2.2 Timer F: treat as 408.
-                let cseq = tx.cseq;
-                self.response(a, now_ms, cseq, 408, None, None, None, None);
+                let timeout = SubscribeResponse {
+                    cseq: tx.cseq,
+                    code: 408,
+                    ..SubscribeResponse::default()
+                };
+                self.response(a, now_ms, &timeout);
             } else if let Some(r) = tx.retransmit_at_ms.filter(|&r| r <= now_ms) {
                 tx.interval_ms = (tx.interval_ms * 2).min(T2_MS);
                 tx.retransmit_at_ms = Some(r + tx.interval_ms);
@@ -532,7 +571,8 @@ impl Subscriber {
             domain_of_uri(&self.cfg.own_identity)
         );
         let from_tag = format!("sp{:012x}", self.fresh_id() & 0xffff_ffff_ffff);
-        self.by_call_id.insert(call_id.clone(), key_of(self, &a.aor));
+        self.by_call_id
+            .insert(call_id.clone(), key_of(self, &a.aor));
         a.dialog = Some(Dialog {
             call_id,
             from_tag,
@@ -598,7 +638,9 @@ impl Subscriber {
     fn backoff(&mut self, a: &mut Aor, now_ms: u64, retry_after_s: Option<u32>) {
         self.drop_dialog(a);
         let delay = match retry_after_s {
-            Some(s) => (u64::from(s) * 1000).min(self.cfg.failed_retry_ms.max(self.cfg.retry_backoff_ms.1)),
+            Some(s) => {
+                (u64::from(s) * 1000).min(self.cfg.failed_retry_ms.max(self.cfg.retry_backoff_ms.1))
+            }
             None => self.backoff_ms(a.attempts),
         };
         a.attempts = a.attempts.saturating_add(1);
@@ -615,38 +657,15 @@ impl Subscriber {
     }
 
     /// A final (or provisional) response to one of our SUBSCRIBEs.
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_response(
-        &mut self,
-        now_ms: u64,
-        call_id: &str,
-        cseq: u32,
-        code: u16,
-        expires_s: Option<u32>,
-        min_expires_s: Option<u32>,
-        retry_after_s: Option<u32>,
-        to_tag: Option<&str>,
-    ) {
-        let Some(&key) = self.by_call_id.get(call_id) else {
+    pub fn on_response(&mut self, now_ms: u64, r: &SubscribeResponse<'_>) {
+        let Some(&key) = self.by_call_id.get(r.call_id) else {
             return;
         };
-        self.with(key, now_ms, |s, a| {
-            s.response(a, now_ms, cseq, code, expires_s, min_expires_s, retry_after_s, to_tag)
-        });
+        self.with(key, now_ms, |s, a| s.response(a, now_ms, r));
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn response(
-        &mut self,
-        a: &mut Aor,
-        now_ms: u64,
-        cseq: u32,
-        code: u16,
-        expires_s: Option<u32>,
-        min_expires_s: Option<u32>,
-        retry_after_s: Option<u32>,
-        to_tag: Option<&str>,
-    ) {
+    fn response(&mut self, a: &mut Aor, now_ms: u64, r: &SubscribeResponse<'_>) {
+        let (cseq, code) = (r.cseq, r.code);
         // A response to another (older) request, or a retransmitted final response.
         if a.tx.as_ref().is_none_or(|t| t.cseq != cseq) {
             return;
@@ -663,8 +682,8 @@ impl Subscriber {
         }
         let Some(tx) = a.tx.take() else { return };
         match tx.kind {
-            TxKind::Initial => self.initial_response(a, now_ms, &tx, code, expires_s, min_expires_s, retry_after_s, to_tag),
-            TxKind::Refresh => self.refresh_response(a, now_ms, &tx, code, expires_s, min_expires_s, retry_after_s),
+            TxKind::Initial => self.initial_response(a, now_ms, &tx, r),
+            TxKind::Refresh => self.refresh_response(a, now_ms, &tx, r),
             TxKind::Unsubscribe => {
                 if (200..300).contains(&code) {
                     // RFC 6665 §4.1.2.3: a final NOTIFY follows; wait for it at most Timer N.
@@ -676,18 +695,15 @@ impl Subscriber {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn initial_response(
-        &mut self,
-        a: &mut Aor,
-        now_ms: u64,
-        tx: &Tx,
-        code: u16,
-        expires_s: Option<u32>,
-        min_expires_s: Option<u32>,
-        retry_after_s: Option<u32>,
-        to_tag: Option<&str>,
-    ) {
+    fn initial_response(&mut self, a: &mut Aor, now_ms: u64, tx: &Tx, r: &SubscribeResponse<'_>) {
+        let SubscribeResponse {
+            code,
+            expires_s,
+            min_expires_s,
+            retry_after_s,
+            to_tag,
+            ..
+        } = *r;
         match code {
             200..=299 => {
                 if let Some(d) = &mut a.dialog
@@ -725,16 +741,14 @@ impl Subscriber {
         }
     }
 
-    fn refresh_response(
-        &mut self,
-        a: &mut Aor,
-        now_ms: u64,
-        tx: &Tx,
-        code: u16,
-        expires_s: Option<u32>,
-        min_expires_s: Option<u32>,
-        retry_after_s: Option<u32>,
-    ) {
+    fn refresh_response(&mut self, a: &mut Aor, now_ms: u64, tx: &Tx, r: &SubscribeResponse<'_>) {
+        let SubscribeResponse {
+            code,
+            expires_s,
+            min_expires_s,
+            retry_after_s,
+            ..
+        } = *r;
         match code {
             200..=299 => {
                 let granted = expires_s.unwrap_or(tx.expires_s);
@@ -785,17 +799,15 @@ impl Subscriber {
 
     /// A NOTIFY on one of our subscriptions (the slow path parsed its headers). Answer it with
     /// the returned code; any actions come out of the next `poll`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_notify(
-        &mut self,
-        now_ms: u64,
-        call_id: &str,
-        from_tag: Option<&str>,
-        to_tag: Option<&str>,
-        event: &str,
-        subscription_state: &str,
-        body: &[u8],
-    ) -> NotifyReply {
+    pub fn on_notify(&mut self, now_ms: u64, n: &Notify<'_>) -> NotifyReply {
+        let Notify {
+            call_id,
+            from_tag,
+            to_tag,
+            event,
+            subscription_state,
+            body,
+        } = *n;
         let reply = |code| NotifyReply { code };
         let Some(&key) = self.by_call_id.get(call_id) else {
             // RFC 6665 §4.1.3: a NOTIFY that matches no subscription gets 481.
@@ -804,7 +816,9 @@ impl Subscriber {
         let Some(a) = self.aors.get(&key) else {
             return reply(481);
         };
-        let Some(d) = &a.dialog else { return reply(481) };
+        let Some(d) = &a.dialog else {
+            return reply(481);
+        };
         // The NOTIFY's To tag is our From tag; its From tag is the notifier's (the To tag of
         // our dialog, once known: RFC 6665 §4.1.2.4 lets the NOTIFY establish it).
         if to_tag != Some(d.from_tag.as_str()) {
@@ -942,7 +956,10 @@ impl SubState {
             "terminated" => StateKind::Terminated,
             // RFC 6665 §8.2.3: an unknown substate is treated as pending... only with a
             // well-formed token; an empty value is malformed.
-            t if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)) => {
+            t if !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)) =>
+            {
                 StateKind::Pending
             }
             _ => return None,
@@ -972,7 +989,12 @@ impl SubState {
 pub(crate) fn xui_of(aor: &str) -> String {
     let aor = aor.trim().trim_start_matches('<').trim_end_matches('>');
     let lower = aor.get(..4).map(str::to_ascii_lowercase);
-    if lower.as_deref() == Some("sip:") || lower.as_deref() == Some("tel:") || aor.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("sips:")) {
+    if lower.as_deref() == Some("sip:")
+        || lower.as_deref() == Some("tel:")
+        || aor
+            .get(..5)
+            .is_some_and(|h| h.eq_ignore_ascii_case("sips:"))
+    {
         aor.to_owned()
     } else {
         format!("sip:{aor}")
@@ -980,7 +1002,10 @@ pub(crate) fn xui_of(aor: &str) -> String {
 }
 
 fn domain_of_uri(uri: &str) -> &str {
-    uri.rsplit('@').next().unwrap_or("imserver").trim_end_matches('>')
+    uri.rsplit('@')
+        .next()
+        .unwrap_or("imserver")
+        .trim_end_matches('>')
 }
 
 /// The SUBSCRIBE body (SPEC 3.3): both documents, relative to the XCAP root.

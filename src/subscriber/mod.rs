@@ -81,11 +81,12 @@ mod xcapclient_tests;
 
 pub use cache::{CacheChange, CacheEntry, CachedDoc};
 pub use compile::{
-    Compiled, CompileError, DomainBlock, ExceptList, Warning, WarningKind, XcapRef, compile,
+    CompileError, Compiled, DomainBlock, ExceptList, Warning, WarningKind, XcapRef, compile,
     compile_in,
 };
 pub use lists::{MAX_REF_DEPTH, Root};
 pub use machine::{
-    Action, FetchResult, NotifyReply, Phase, Subscriber, SubscriberConfig, SubscriberError,
+    Action, FetchResult, Notify, NotifyReply, Phase, SubscribeResponse, Subscriber,
+    SubscriberConfig, SubscriberError,
 };
 pub use xcapclient::{FetchDone, FetchRequest, Fetcher, fetch};

@@ -57,7 +57,10 @@ fn try_fetch(
     if authority.is_empty() || authority.contains('@') {
         return Err("bad authority");
     }
-    let addr_text = if authority.rsplit(':').next().is_some_and(|p| p.parse::<u16>().is_ok())
+    let addr_text = if authority
+        .rsplit(':')
+        .next()
+        .is_some_and(|p| p.parse::<u16>().is_ok())
         && !authority.ends_with(']')
     {
         authority.to_owned()
@@ -78,7 +81,11 @@ fn try_fetch(
     req.push_str(" HTTP/1.1\r\nHost: ");
     req.push_str(authority);
     req.push_str("\r\nX-XCAP-Asserted-Identity: \"<");
-    req.push_str(asserted_identity.trim_start_matches('<').trim_end_matches('>'));
+    req.push_str(
+        asserted_identity
+            .trim_start_matches('<')
+            .trim_end_matches('>'),
+    );
     req.push_str(">\"\r\nAccept: */*\r\nConnection: close\r\n");
     if let Some(tag) = if_none_match {
         // RFC 9110 §13.1.2: the quoted entity tag of the copy we hold.
@@ -90,7 +97,9 @@ fn try_fetch(
     stream
         .set_write_timeout(Some(remaining(deadline)?))
         .map_err(|_| "socket")?;
-    stream.write_all(req.as_bytes()).map_err(|_| "write failed")?;
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|_| "write failed")?;
 
     let mut reader = Reader {
         stream,
@@ -116,7 +125,7 @@ fn try_fetch(
         }
         reader.exact(len)?
     } else {
-        reader.to_end()?
+        reader.until_eof()?
     };
     Ok(FetchResult::Ok {
         bytes: body,
@@ -138,7 +147,12 @@ fn remaining(deadline: Instant) -> Result<Duration, &'static str> {
 fn encode_request_target(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for &b in path.as_bytes() {
-        if b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}') {
+        if b.is_ascii_graphic()
+            && !matches!(
+                b,
+                b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+            )
+        {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -271,7 +285,7 @@ impl Reader {
         Ok(out)
     }
 
-    fn to_end(&mut self) -> Result<Vec<u8>, &'static str> {
+    fn until_eof(&mut self) -> Result<Vec<u8>, &'static str> {
         while self.fill(self.pos + MAX_BODY_BYTES + 1)? {}
         let out = self.buf[self.pos..].to_vec();
         if out.len() > MAX_BODY_BYTES {

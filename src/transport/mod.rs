@@ -116,6 +116,27 @@ impl ConnRef {
     /// The Via parameter name used by [`ConnRef::write_param`].
     pub const PARAM_NAME: &'static str = "cid";
 
+    /// Tokens and generations fit in 24 bits (the slab is capped at 2^24 connections per
+    /// worker and generations wrap there), so a reference packs into one `u64` that other
+    /// modules can store without knowing this type (the registrar's bindings do).
+    pub const FIELD_MASK: u32 = 0x00FF_FFFF;
+
+    /// `worker << 48 | generation << 24 | token`.
+    pub fn to_u64(self) -> u64 {
+        (u64::from(self.worker) << 48)
+            | (u64::from(self.generation & Self::FIELD_MASK) << 24)
+            | u64::from(self.token & Self::FIELD_MASK)
+    }
+
+    /// The inverse of [`ConnRef::to_u64`].
+    pub fn from_u64(v: u64) -> ConnRef {
+        ConnRef {
+            worker: (v >> 48) as u16,
+            generation: ((v >> 24) as u32) & Self::FIELD_MASK,
+            token: (v as u32) & Self::FIELD_MASK,
+        }
+    }
+
     /// Appends `cid=<worker>.<token>.<generation>` (no leading `;`), without allocating beyond
     /// `out`'s growth.
     pub fn write_param(&self, out: &mut Vec<u8>) {

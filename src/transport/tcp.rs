@@ -165,7 +165,8 @@ impl TcpSide {
             return;
         };
         let _ = registry.deregister(&mut conn.stream);
-        slot.generation = slot.generation.wrapping_add(1);
+        // Wraps within 24 bits so a ConnRef packs into a u64 (ConnRef::to_u64).
+        slot.generation = slot.generation.wrapping_add(1) & crate::transport::ConnRef::FIELD_MASK;
         if conn.rbuf.len() <= SPARE_BUF_MAX {
             slot.spare_rbuf = conn.rbuf;
         }

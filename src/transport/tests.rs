@@ -377,7 +377,7 @@ fn dest_conn_crosses_workers_through_the_mailbox() {
     assert_eq!(across.load(Ordering::Relaxed), 1);
     // A stale reference (old generation) is refused, not delivered to a stranger.
     let stale = ConnRef {
-        generation: target.generation.wrapping_add(1),
+        generation: target.generation.wrapping_add(1) & ConnRef::FIELD_MASK,
         ..target
     };
     t.handle()
@@ -448,4 +448,41 @@ fn mailbox_full_is_reported() {
     assert!(fulls > 0);
     assert_eq!(t.stats().total().mailbox_full, fulls as u64);
     t.shutdown();
+}
+
+#[test]
+fn conn_ref_packs_into_u64_and_back() {
+    for r in [
+        ConnRef {
+            worker: 0,
+            token: 0,
+            generation: 0,
+        },
+        ConnRef {
+            worker: 3,
+            token: 17,
+            generation: 42,
+        },
+        ConnRef {
+            worker: u16::MAX,
+            token: ConnRef::FIELD_MASK,
+            generation: ConnRef::FIELD_MASK,
+        },
+    ] {
+        assert_eq!(ConnRef::from_u64(r.to_u64()), r);
+    }
+    assert_ne!(
+        ConnRef {
+            worker: 1,
+            token: 2,
+            generation: 3
+        }
+        .to_u64(),
+        ConnRef {
+            worker: 1,
+            token: 3,
+            generation: 2
+        }
+        .to_u64()
+    );
 }

@@ -195,6 +195,14 @@ impl Tcp {
             buf: Vec::new(),
         }
     }
+    /// Wraps an already connected stream (e.g. one bound to a chosen local address).
+    pub fn from_stream(stream: TcpStream) -> Self {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
     pub fn addr(&self) -> SocketAddr {
         self.stream.local_addr().unwrap()
     }

@@ -79,7 +79,11 @@ async fn handle(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Resp
     let intent = match *req.method() {
         Method::GET => Intent::Read,
         Method::PUT | Method::DELETE => Intent::Write,
-        _ => return error_response(&XcapError::MethodNotAllowed(super::super::xcap::Allow::GetPutDelete)),
+        _ => {
+            return error_response(&XcapError::MethodNotAllowed(
+                super::super::xcap::Allow::GetPutDelete,
+            ));
+        }
     };
     let target = req.uri().to_string();
     let uri = match XcapUri::parse(&target, XCAP_ROOT) {
@@ -146,11 +150,17 @@ fn get(state: &State, uri: &XcapUri, if_match: Option<&str>, if_none_match: Opti
             Ok(None) => return error_response(&XcapError::NotFound),
             Err(e) => {
                 tracing::error!(error = %e, "glms store read failed");
-                return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error (store)");
+                return plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error (store)",
+                );
             }
         }
     };
-    let rep = match state.core.get(uri, stored.as_ref().map(|d| d.bytes.as_slice())) {
+    let rep = match state
+        .core
+        .get(uri, stored.as_ref().map(|d| d.bytes.as_slice()))
+    {
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
@@ -188,7 +198,10 @@ async fn read_body(state: &State, req: Request<Incoming>) -> Result<Bytes, Resp>
     let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect());
     match collected.await {
         Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(error_response(&XcapError::TooLarge))
         }
         Ok(Err(_)) => Err(plain(StatusCode::BAD_REQUEST, "Bad Request (body)")),
@@ -237,9 +250,10 @@ async fn write(
             r
         }
         Ok(Ok(WriteResult::Refused(e))) => error_response(&e),
-        Ok(Ok(WriteResult::StoreFailed)) => {
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error (store)")
-        }
+        Ok(Ok(WriteResult::StoreFailed)) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error (store)",
+        ),
         // The writer went away, or is too slow: the outcome is unknown to us.
         Ok(Err(_)) | Err(_) => unavailable("Service Unavailable (store busy)"),
     }
@@ -284,8 +298,10 @@ pub(super) fn error_response(e: &XcapError) -> Resp {
     if let Some(body) = e.body() {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(XCAP_ERROR_MIME));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(XCAP_ERROR_MIME),
+        );
         return r;
     }
     if status == StatusCode::NOT_MODIFIED {
@@ -301,8 +317,10 @@ pub(super) fn error_response(e: &XcapError) -> Resp {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     if let Some(allow) = e.allow() {
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allow.header_value()));
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static(allow.header_value()),
+        );
     }
     if let XcapError::BadRequest(why) = e {
         set_reason(&mut r, &format!("Bad Request ({why})"));

@@ -189,9 +189,13 @@ impl XcapServer {
                 hook(ev);
             })
         };
-        let (writes, writer) =
-            writer::spawn(store.clone(), core.clone(), counting_hook, limits.write_queue)
-                .map_err(ServerError::Runtime)?;
+        let (writes, writer) = writer::spawn(
+            store.clone(),
+            core.clone(),
+            counting_hook,
+            limits.write_queue,
+        )
+        .map_err(ServerError::Runtime)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(limits.worker_threads.clamp(1, 2))
             .max_blocking_threads(2)

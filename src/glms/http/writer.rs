@@ -121,7 +121,11 @@ fn run_batch(store: &DocStore, core: &XcapCore, hook: &ChangeHook, jobs: Vec<Wri
     }
 }
 
-fn apply(core: &XcapCore, batch: &mut WriteBatch<'_>, job: &WriteJob) -> Result<Applied, StoreError> {
+fn apply(
+    core: &XcapCore,
+    batch: &mut WriteBatch<'_>,
+    job: &WriteJob,
+) -> Result<Applied, StoreError> {
     let key = DocKey::from_uri(&job.uri);
     let current = batch.get(&key)?;
     let previous = current.as_ref().map(|d| d.etag.clone());

@@ -37,7 +37,9 @@ pub fn parse_resource_lists(body: &[u8], xcap_root_url: &str) -> Result<Vec<Reso
     };
     let doc = parse_document(body, &limits).map_err(|_| SubscribeError::MalformedBody)?;
     if !is_rl(&doc.root, "resource-lists") {
-        return Err(Rejection::new(SubscribeError::MalformedBody).with_detail("root is not resource-lists"));
+        return Err(
+            Rejection::new(SubscribeError::MalformedBody).with_detail("root is not resource-lists")
+        );
     }
     let mut uris = Vec::new();
     for (_, list) in doc.root.child_elements() {
@@ -188,8 +190,11 @@ mod tests {
             ROOT,
         )
         .unwrap();
-        let b = parse_entry("/xcap-root/resource-lists/users/sip:bob@example.com/index", ROOT)
-            .unwrap();
+        let b = parse_entry(
+            "/xcap-root/resource-lists/users/sip:bob@example.com/index",
+            ROOT,
+        )
+        .unwrap();
         let c = parse_entry("resource-lists/users/sip%3Abob@example.com/index", ROOT).unwrap();
         assert_eq!(a, b);
         assert_eq!(a, c);
@@ -213,14 +218,25 @@ mod tests {
         assert_eq!(e("xcap-caps/global/index"), SubscribeError::GlobalTree);
         assert_eq!(e("resource-lists/index"), SubscribeError::BadEntry);
         assert_eq!(e("resource-lists//sip:b@x/index"), SubscribeError::BadEntry);
-        assert_eq!(e("resource-lists/users/%zz/index"), SubscribeError::BadEntry);
+        assert_eq!(
+            e("resource-lists/users/%zz/index"),
+            SubscribeError::BadEntry
+        );
         let m = |b: &[u8]| parse_resource_lists(b, ROOT).unwrap_err().error;
         assert_eq!(m(b"<resource-lists"), SubscribeError::MalformedBody);
-        assert_eq!(m(b"<other xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>"), SubscribeError::MalformedBody);
+        assert_eq!(
+            m(b"<other xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>"),
+            SubscribeError::MalformedBody
+        );
         // Right local name, wrong namespace.
-        assert_eq!(m(b"<resource-lists><list><entry uri=\"a/users/b/c\"/></list></resource-lists>"), SubscribeError::MalformedBody);
+        assert_eq!(
+            m(b"<resource-lists><list><entry uri=\"a/users/b/c\"/></list></resource-lists>"),
+            SubscribeError::MalformedBody
+        );
         assert_eq!(m(&body(&[])), SubscribeError::EmptyList);
-        let many: Vec<String> = (0..=MAX_RESOURCES).map(|i| format!("rl/users/sip:b@x/d{i}")).collect();
+        let many: Vec<String> = (0..=MAX_RESOURCES)
+            .map(|i| format!("rl/users/sip:b@x/d{i}"))
+            .collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
         assert_eq!(m(&body(&refs)), SubscribeError::TooManyEntries);
     }

@@ -288,19 +288,17 @@ impl Notifier {
             let Some(Reverse((t, tag))) = self.timers.pop() else {
                 break;
             };
-            if let Some(live) = self.subs.get_mut(&tag) {
-                if live.scheduled_at_ms == Some(t) {
+            if self.is_current(t, &tag) {
+                if let Some(live) = self.subs.get_mut(&tag) {
                     live.scheduled_at_ms = None;
                 }
                 due.push(tag);
             }
         }
-        due.sort();
-        due.dedup();
         for tag in due {
             self.service(&tag, now_ms);
         }
-        self.compact_timers();
+        self.clean_timers();
         std::mem::take(&mut self.outbox)
     }
 
@@ -317,9 +315,8 @@ impl Notifier {
         docs: &dyn DocIndex,
     ) -> Result<SubscribeOk, Rejection> {
         // RFC 6665 §4.2.1.1: an unknown package gets 489 with Allow-Events.
-        let diff_processing = parse_event(req.event_header).map_err(|e| {
-            Rejection::new(e).with_header("Allow-Events", EVENT_PACKAGE.to_owned())
-        })?;
+        let diff_processing = parse_event(req.event_header)
+            .map_err(|e| Rejection::new(e).with_header("Allow-Events", EVENT_PACKAGE.to_owned()))?;
         let subscriber = normalize_aor(&req.subscriber).unwrap_or_else(|_| req.subscriber.clone());
         match req.to_tag.clone() {
             Some(tag) => self.refresh(now_ms, &tag, &subscriber, diff_processing, req, docs),
@@ -507,7 +504,10 @@ impl Notifier {
             if out.len() >= MAX_FULL_STATE_ENTRIES {
                 return;
             }
-            let Some(etag) = docs.etag(auid, xui, doc).and_then(|e| ETag::from_opaque(&e)) else {
+            let Some(etag) = docs
+                .etag(auid, xui, doc)
+                .and_then(|e| ETag::from_opaque(&e))
+            else {
                 return;
             };
             let sel = document_sel(auid, xui, doc);
@@ -629,6 +629,7 @@ impl Notifier {
                 // RFC 6665 §4.2.2: a NOTIFY that times out (Timer F) removes the
                 // subscription.
                 self.dirty.insert(live.sub.id.clone());
+                self.clean_timers();
                 return;
             }
         }
@@ -645,11 +646,13 @@ impl Notifier {
             if live.terminate.is_some() {
                 // The final NOTIFY is out; its response no longer matters.
                 self.dirty.insert(live.sub.id.clone());
+                self.clean_timers();
                 return;
             }
         }
         self.insert(live);
         self.schedule(tag);
+        self.clean_timers();
     }
 
     /// Builds and queues the NOTIFY for everything `live` has to say.
@@ -743,19 +746,39 @@ impl Notifier {
         if let Some(live) = self.take(tag) {
             self.dirty.insert(live.sub.id);
         }
+        self.clean_timers();
     }
 
+    /// Queues the subscription's next deadline. `scheduled_at_ms` is the only valid heap
+    /// entry for it; any other entry is stale and skipped.
     fn schedule(&mut self, tag: &str) {
         let Some(live) = self.subs.get_mut(tag) else {
             return;
         };
-        let Some(next) = live.next_deadline_ms() else {
-            return;
-        };
-        if live.scheduled_at_ms.is_none_or(|s| next < s) {
-            live.scheduled_at_ms = Some(next);
-            self.timers.push(Reverse((next, tag.to_owned())));
+        let next = live.next_deadline_ms();
+        if next != live.scheduled_at_ms {
+            live.scheduled_at_ms = next;
+            if let Some(n) = next {
+                self.timers.push(Reverse((n, tag.to_owned())));
+            }
         }
+    }
+
+    fn is_current(&self, t: u64, tag: &str) -> bool {
+        self.subs
+            .get(tag)
+            .is_some_and(|l| l.scheduled_at_ms == Some(t))
+    }
+
+    /// Drops stale entries from the top of the heap, so [`Notifier::next_wakeup_ms`] is exact.
+    fn clean_timers(&mut self) {
+        while let Some(Reverse((t, tag))) = self.timers.peek() {
+            if self.is_current(*t, tag) {
+                break;
+            }
+            self.timers.pop();
+        }
+        self.compact_timers();
     }
 
     /// Keeps the heap from filling with stale entries (a limit on everything).

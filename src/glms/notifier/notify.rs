@@ -60,7 +60,10 @@ pub fn write_notify(sub: &Subscription, local: Local<'_>, state: SubState, body:
     line("Max-Forwards: 70");
     // RFC 6665 §4.2.2: From = the subscribed resource with our tag, To = the subscriber.
     line(&format!("From: <{}>;tag={}", sub.resource_uri, sub.to_tag));
-    line(&format!("To: <{}>;tag={}", sub.subscriber_uri, sub.from_tag));
+    line(&format!(
+        "To: <{}>;tag={}",
+        sub.subscriber_uri, sub.from_tag
+    ));
     line(&format!("Call-ID: {}", sub.call_id));
     line(&format!("CSeq: {} NOTIFY", sub.local_cseq));
     line(&format!("Contact: <{}>", local.contact));
@@ -70,7 +73,10 @@ pub fn write_notify(sub: &Subscription, local: Local<'_>, state: SubState, body:
             line(&format!("Subscription-State: active;expires={expires_s}"));
         }
         SubState::Terminated(r) => {
-            line(&format!("Subscription-State: terminated;reason={}", r.as_str()));
+            line(&format!(
+                "Subscription-State: terminated;reason={}",
+                r.as_str()
+            ));
         }
     }
     line(&format!("Content-Type: {XCAP_DIFF_MIME}"));
@@ -122,8 +128,14 @@ mod tests {
             v.header(HeaderName::SubscriptionState).unwrap(),
             b"active;expires=60"
         );
-        assert_eq!(v.header(HeaderName::To).unwrap(), b"<sip:im-server@example.com>;tag=ft");
-        assert_eq!(v.header(HeaderName::From).unwrap(), b"<sip:bob@example.com>;tag=tt");
+        assert_eq!(
+            v.header(HeaderName::To).unwrap(),
+            b"<sip:im-server@example.com>;tag=ft"
+        );
+        assert_eq!(
+            v.header(HeaderName::From).unwrap(),
+            b"<sip:bob@example.com>;tag=tt"
+        );
         assert_eq!(v.body(), b"<x/>");
         let via = v.header(HeaderName::Via).unwrap();
         assert!(via.windows(11).any(|w| w == BRANCH_PREFIX.as_bytes()));

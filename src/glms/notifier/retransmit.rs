@@ -92,7 +92,10 @@ impl Retransmitter {
     }
 
     pub fn next_wakeup_ms(&self) -> Option<u64> {
-        self.txns.values().map(|t| t.next_ms.min(t.give_up_ms)).min()
+        self.txns
+            .values()
+            .map(|t| t.next_ms.min(t.give_up_ms))
+            .min()
     }
 }
 

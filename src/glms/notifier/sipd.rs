@@ -24,10 +24,10 @@ use crate::sip::lex::CommaIter;
 use crate::sip::validate::{ExtraHeader, Limits, check_request};
 use crate::sip::{HeaderName, Method, Parsed, View, nameaddr, values, via, write};
 
-use super::core::{Action, DocChangeEvent, DocIndex, Notifier, NotifierConfig, SubscribeInput};
 use super::core::SubscriptionStore;
-use super::subscription::{EVENT_PACKAGE, Subscription};
+use super::core::{Action, DocChangeEvent, DocIndex, Notifier, NotifierConfig, SubscribeInput};
 use super::retransmit::{ResponseCache, Retransmitter};
+use super::subscription::{EVENT_PACKAGE, Subscription};
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -211,12 +211,18 @@ impl Worker {
         let mut buf = vec![0u8; RECV_BUF];
         while !self.stop.load(Ordering::SeqCst) {
             let now = wall_ms();
-            let next = [self.notifier.next_wakeup_ms(), self.retrans.next_wakeup_ms()]
-                .into_iter()
-                .flatten()
-                .min();
+            let next = [
+                self.notifier.next_wakeup_ms(),
+                self.retrans.next_wakeup_ms(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep_ms = next.map_or(MAX_SLEEP_MS, |t| t.saturating_sub(now).min(MAX_SLEEP_MS));
-            if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_millis(sleep_ms))) {
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(sleep_ms)))
+            {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return;
                 }
@@ -319,7 +325,10 @@ impl Worker {
     }
 
     fn on_response(&mut self, v: &View<'_>) {
-        let Some(cseq) = v.header(HeaderName::CSeq).and_then(|c| values::cseq(c).ok()) else {
+        let Some(cseq) = v
+            .header(HeaderName::CSeq)
+            .and_then(|c| values::cseq(c).ok())
+        else {
             return;
         };
         if cseq.method != b"NOTIFY" {
@@ -361,7 +370,15 @@ impl Worker {
             _ => {
                 // RFC 3261 §8.2.1: a method we know but do not serve here.
                 let extra = [("Allow", &b"SUBSCRIBE, OPTIONS"[..])];
-                self.respond(v, src, 405, "Method Not Allowed", "", &extra, ExtraHeader::None);
+                self.respond(
+                    v,
+                    src,
+                    405,
+                    "Method Not Allowed",
+                    "",
+                    &extra,
+                    ExtraHeader::None,
+                );
             }
         }
     }
@@ -401,7 +418,9 @@ impl Worker {
             .header(HeaderName::CSeq)
             .and_then(|c| values::cseq(c).ok())
             .map_or(0, |c| c.seq);
-        let from = v.header(HeaderName::From).and_then(|f| nameaddr::parse(f).ok());
+        let from = v
+            .header(HeaderName::From)
+            .and_then(|f| nameaddr::parse(f).ok());
         let from_tag = from.and_then(|f| f.tag()).unwrap_or(b"");
         let branch = via::top(v)
             .and_then(|(_, t)| t.ok())
@@ -437,8 +456,11 @@ impl Worker {
                     }
                     Err(rej) => {
                         let reason = rej.reason_phrase();
-                        let extra: Vec<(&str, &[u8])> =
-                            rej.headers.iter().map(|(n, val)| (*n, val.as_bytes())).collect();
+                        let extra: Vec<(&str, &[u8])> = rej
+                            .headers
+                            .iter()
+                            .map(|(n, val)| (*n, val.as_bytes()))
+                            .collect();
                         self.respond(v, src, rej.code(), &reason, "", &extra, ExtraHeader::None)
                     }
                 }
@@ -493,9 +515,15 @@ impl Worker {
         let route_to = contact
             .parsed_uri()
             .ok()
-            .and_then(|u| u.host_kind.ip().map(|ip: IpAddr| (ip, u.port.unwrap_or(5060))))
+            .and_then(|u| {
+                u.host_kind
+                    .ip()
+                    .map(|ip: IpAddr| (ip, u.port.unwrap_or(5060)))
+            })
             .map_or(src, SocketAddr::from);
-        let expires_s = v.header(HeaderName::Expires).and_then(|e| values::expires(e).ok());
+        let expires_s = v
+            .header(HeaderName::Expires)
+            .and_then(|e| values::expires(e).ok());
         Ok(SubscribeInput {
             subscriber,
             subscriber_uri: utf8(from.uri).unwrap_or_default().to_owned(),

@@ -90,18 +90,13 @@ impl Resource {
             }
     }
 
-    /// The path as written in a reason phrase.
+    /// The path as written in a reason phrase (a collection keeps its trailing `/`).
     pub fn display_path(&self) -> String {
         let tail = match &self.target {
             Target::Document(d) => d.as_str(),
             Target::Collection(p) => p.as_str(),
         };
-        let slash = if matches!(self.target, Target::Collection(_)) && tail.is_empty() {
-            "/"
-        } else {
-            ""
-        };
-        format!("{}/users/{}/{tail}{slash}", self.auid, self.xui)
+        format!("{}/users/{}/{tail}", self.auid, self.xui)
     }
 }
 
@@ -189,7 +184,10 @@ mod tests {
         };
         assert!(all.covers("resource-lists", "sip:bob@example.com", "other"));
         assert!(!all.covers("pres-rules", "sip:bob@example.com", "index"));
-        assert_eq!(all.display_path(), "resource-lists/users/sip:bob@example.com/");
+        assert_eq!(
+            all.display_path(),
+            "resource-lists/users/sip:bob@example.com/"
+        );
     }
 
     #[test]

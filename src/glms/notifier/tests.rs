@@ -166,7 +166,12 @@ fn tom_patch() -> Change {
     let u = |s: &str| XcapUri::parse(s, "/xcap-root").unwrap();
     let base = "/xcap-root/resource-lists/users/sip:bob@example.com/index";
     let stored = core
-        .put(&u(base), None, "application/resource-lists+xml", doc.as_bytes())
+        .put(
+            &u(base),
+            None,
+            "application/resource-lists+xml",
+            doc.as_bytes(),
+        )
         .unwrap()
         .document;
     let el = format!(
@@ -213,7 +218,10 @@ fn wrong_event_package_is_489_with_allow_events() {
     let r = refused(&mut n, sub_req("presence", &body));
     assert_eq!(r.code(), 489);
     assert!(r.headers.contains(&("Allow-Events", "xcap-diff".into())));
-    let r = refused(&mut n, sub_req("xcap-diff;diff-processing=everything", &body));
+    let r = refused(
+        &mut n,
+        sub_req("xcap-diff;diff-processing=everything", &body),
+    );
     assert_eq!(r.code(), 489);
 }
 
@@ -222,7 +230,10 @@ fn missing_and_malformed_bodies_are_400() {
     let mut n = Notifier::new(cfg());
     let r = refused(&mut n, sub_req("xcap-diff", b""));
     assert_eq!(r.code(), 400);
-    assert_eq!(r.reason_phrase(), "Bad Request - Missing resource-lists body");
+    assert_eq!(
+        r.reason_phrase(),
+        "Bad Request - Missing resource-lists body"
+    );
     let r = refused(&mut n, sub_req("xcap-diff", b"<resource-lists><list>"));
     assert_eq!(r.code(), 400);
     let body = rl_body(&["resource-lists/users/sip:bob@example.com/index/~~/resource-lists"]);
@@ -238,7 +249,11 @@ fn wrong_body_type_is_415_and_wrong_accept_406() {
     req.content_type = Some("application/xml");
     let r = refused(&mut n, req);
     assert_eq!(r.code(), 415);
-    assert!(r.headers.iter().any(|(h, v)| *h == "Accept" && v == "application/resource-lists+xml"));
+    assert!(
+        r.headers
+            .iter()
+            .any(|(h, v)| *h == "Accept" && v == "application/resource-lists+xml")
+    );
     let mut req = sub_req("xcap-diff", &body);
     req.accept = Some("application/pidf+xml");
     assert_eq!(refused(&mut n, req).code(), 406);
@@ -339,7 +354,9 @@ fn full_state_follows_the_200_with_new_etags_only() {
     // The access-rules document does not exist: it is not listed.
     let docs = Docs::with(&[(RL, BOB, "index", "e41")]);
     let body = bob_docs();
-    let ok = n.on_subscribe(1000, sub_req("xcap-diff", &body), &docs).unwrap();
+    let ok = n
+        .on_subscribe(1000, sub_req("xcap-diff", &body), &docs)
+        .unwrap();
     assert_eq!(ok.expires_s, 3600);
     let full = one(n.poll(1000));
     assert_eq!(full.to, peer());
@@ -364,7 +381,8 @@ fn full_state_of_a_collection_lists_each_document() {
         (AR, BOB, "index", "e4"),
     ]);
     let body = rl_body(&["resource-lists/users/sip:bob@example.com/"]);
-    n.on_subscribe(0, sub_req("xcap-diff", &body), &docs).unwrap();
+    n.on_subscribe(0, sub_req("xcap-diff", &body), &docs)
+        .unwrap();
     let full = one(n.poll(0));
     let sels: Vec<(&str, &str)> = full
         .diff
@@ -385,7 +403,10 @@ fn full_state_of_a_collection_lists_each_document() {
     ev.doc = "friends".into();
     n.on_change(10, ev);
     let c = one(n.poll(12));
-    assert_eq!(c.diff.changes[0].sel, "resource-lists/users/sip:bob@example.com/friends");
+    assert_eq!(
+        c.diff.changes[0].sel,
+        "resource-lists/users/sip:bob@example.com/friends"
+    );
 }
 
 // --------------------------------------------------------------------------------------------
@@ -556,7 +577,11 @@ fn error_responses_and_timeouts_remove_the_subscription() {
         let c = one(n.poll(102));
         n.on_notify_response(200, &c.call_id, c.cseq, code);
         assert!(n.is_empty(), "{code} removes");
-        assert_eq!(n.dirty(), vec![SubscriptionId(tag.clone())], "removal is persisted");
+        assert_eq!(
+            n.dirty(),
+            vec![SubscriptionId(tag.clone())],
+            "removal is persisted"
+        );
         // No final NOTIFY after a failure, and later changes reach nobody.
         n.on_change(300, change(RL, Some("e2"), Some("e3"), Change::Replaced));
         assert!(n.poll(400).is_empty());
@@ -609,10 +634,16 @@ fn refresh_extends_expiry_and_sends_the_state() {
     assert_eq!(e.code(), 500);
     let mut other = refresh_req(&tag, 3, 3600, b"");
     other.subscriber = "bob@example.com".into();
-    assert_eq!(n.on_subscribe(3_600_001, other, &docs).unwrap_err().code(), 403);
+    assert_eq!(
+        n.on_subscribe(3_600_001, other, &docs).unwrap_err().code(),
+        403
+    );
     let mut other = refresh_req(&tag, 3, 3600, b"");
     other.from_tag = "different".into();
-    assert_eq!(n.on_subscribe(3_600_001, other, &docs).unwrap_err().code(), 481);
+    assert_eq!(
+        n.on_subscribe(3_600_001, other, &docs).unwrap_err().code(),
+        481
+    );
     n.check_invariants();
 }
 
@@ -692,7 +723,10 @@ fn active_expires_counts_down() {
     let mut n = Notifier::new(cfg());
     let docs = Docs::with(&[(RL, BOB, "index", "e1")]);
     subscribed(&mut n, &docs, "xcap-diff", 0);
-    n.on_change(1_000_000, change(RL, Some("e1"), Some("e2"), Change::Replaced));
+    n.on_change(
+        1_000_000,
+        change(RL, Some("e1"), Some("e2"), Change::Replaced),
+    );
     assert_eq!(one(n.poll(1_000_002)).state, "active;expires=2600");
 }
 
@@ -726,13 +760,22 @@ fn restore_keeps_notifying_with_a_higher_cseq() {
     let resync = one(m.poll(10_000));
     assert!(resync.cseq > last_cseq);
     assert_eq!(resync.state, "active;expires=3590");
-    assert_eq!(resync.diff.changes[0].new_etag.as_ref().unwrap().as_str(), "e2");
+    assert_eq!(
+        resync.diff.changes[0].new_etag.as_ref().unwrap().as_str(),
+        "e2"
+    );
     m.on_notify_response(10_001, &resync.call_id, resync.cseq, 200);
     m.on_change(20_000, change(RL, Some("e2"), Some("e3"), tom_patch()));
     let c = one(m.poll(20_002));
-    assert!(c.diff.changes[0].patch.is_some(), "diff-processing survived");
+    assert!(
+        c.diff.changes[0].patch.is_some(),
+        "diff-processing survived"
+    );
     // A refresh on the restored dialog works.
-    assert!(m.on_subscribe(30_000, refresh_req(&tag, 2, 3600, b""), &docs).is_ok());
+    assert!(
+        m.on_subscribe(30_000, refresh_req(&tag, 2, 3600, b""), &docs)
+            .is_ok()
+    );
 }
 
 #[test]
@@ -779,7 +822,12 @@ fn many_subscriptions_and_timers_stay_bounded() {
     for k in 0..200u32 {
         n.on_change(
             now,
-            change(RL, Some(&format!("e{k}")), Some(&format!("e{}", k + 1)), Change::Replaced),
+            change(
+                RL,
+                Some(&format!("e{k}")),
+                Some(&format!("e{}", k + 1)),
+                Change::Replaced,
+            ),
         );
         now += 5;
         let acts = n.poll(now);
