@@ -99,12 +99,11 @@ fn strip_root<'a>(uri: &'a str, xcap_root_url: &str) -> &'a str {
         .split_once("://")
         .and_then(|(_, after)| after.find('/').map(|i| &after[i..]))
         .unwrap_or("");
-    if !root_path.is_empty() {
-        if let Some(rest) = uri.strip_prefix(root_path) {
-            if rest.starts_with('/') {
-                return rest.trim_start_matches('/');
-            }
-        }
+    if !root_path.is_empty()
+        && let Some(rest) = uri.strip_prefix(root_path)
+        && rest.starts_with('/')
+    {
+        return rest.trim_start_matches('/');
     }
     uri.trim_start_matches('/')
 }

@@ -8,15 +8,9 @@ use std::net::SocketAddr;
 
 use crate::auth::normalize_aor;
 use crate::glms::xcap::{Change, DocumentEntry, ETag, write_xcap_diff};
-use crate::sip::lex::{CommaIter, token_end, trim};
-use crate::sip::params;
 
-use super::body::{RESOURCE_LISTS_MIME, parse_resource_lists};
-use super::error::{Rejection, SubscribeError};
 use super::notify::{Local, Reason, SubState, write_notify};
-use super::subscription::{
-    DiffProcessing, EVENT_PACKAGE, Resource, Subscription, SubscriptionId, Target, document_sel,
-};
+use super::subscription::{DiffProcessing, Subscription, SubscriptionId, document_sel};
 
 /// RFC 3261 §17.1.2.2 Timer F (64·T1): a NOTIFY unanswered this long failed.
 pub const TIMER_F_MS: u64 = 32_000;
@@ -26,7 +20,7 @@ const MAX_CHANGES_PER_DOC: usize = 64;
 /// `deactivated` so the subscriber re-subscribes and gets a full state.
 const MAX_PENDING_DOCS: usize = 256;
 /// Most `<document>` entries in one full-state NOTIFY.
-const MAX_FULL_STATE_ENTRIES: usize = 1024;
+pub(super) const MAX_FULL_STATE_ENTRIES: usize = 1024;
 /// The CSeq is persisted every this many NOTIFYs; a restore jumps twice as far, so a NOTIFY
 /// after a restart never reuses a CSeq the subscriber saw (RFC 3261 §12.2.2).
 const CSEQ_PERSIST_EVERY: u32 = 64;
@@ -135,14 +129,14 @@ pub enum Action {
 }
 
 #[derive(Clone, Debug)]
-struct ChangeRec {
+pub(super) struct ChangeRec {
     prev: Option<ETag>,
     new: Option<ETag>,
     change: Change,
 }
 
 #[derive(Clone, Debug)]
-struct PendingDoc {
+pub(super) struct PendingDoc {
     auid: String,
     xui: String,
     doc: String,
@@ -151,28 +145,28 @@ struct PendingDoc {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct InFlight {
+pub(super) struct InFlight {
     cseq: u32,
     deadline_ms: u64,
 }
 
 /// A subscription and its transient state.
 #[derive(Debug)]
-struct Live {
-    sub: Subscription,
-    pending: Vec<PendingDoc>,
+pub(super) struct Live {
+    pub(super) sub: Subscription,
+    pub(super) pending: Vec<PendingDoc>,
     /// Full-state entries to send (taken when queued, after a SUBSCRIBE or a restore).
-    full_state: Option<Vec<DocumentEntry>>,
+    pub(super) full_state: Option<Vec<DocumentEntry>>,
     /// Send a final NOTIFY with this reason, then forget the subscription.
-    terminate: Option<Reason>,
-    flush_at_ms: Option<u64>,
-    in_flight: Option<InFlight>,
+    pub(super) terminate: Option<Reason>,
+    pub(super) flush_at_ms: Option<u64>,
+    pub(super) in_flight: Option<InFlight>,
     /// The earliest wake-up queued in the heap for this subscription.
-    scheduled_at_ms: Option<u64>,
+    pub(super) scheduled_at_ms: Option<u64>,
 }
 
 impl Live {
-    fn new(sub: Subscription) -> Live {
+    pub(super) fn new(sub: Subscription) -> Live {
         Live {
             sub,
             pending: Vec::new(),
@@ -187,10 +181,10 @@ impl Live {
     fn next_deadline_ms(&self) -> Option<u64> {
         let mut next = self.in_flight.map(|f| f.deadline_ms);
         let mut consider = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
-        if self.in_flight.is_none() {
-            if let Some(f) = self.flush_at_ms {
-                consider(f);
-            }
+        if self.in_flight.is_none()
+            && let Some(f) = self.flush_at_ms
+        {
+            consider(f);
         }
         if self.terminate.is_none() {
             consider(self.sub.expires_at_ms);
@@ -205,17 +199,17 @@ impl Live {
 
 /// The notifier state machine.
 pub struct Notifier {
-    cfg: NotifierConfig,
-    sent_by: String,
-    subs: HashMap<String, Live>,
+    pub(super) cfg: NotifierConfig,
+    pub(super) sent_by: String,
+    pub(super) subs: HashMap<String, Live>,
     /// (auid, xui) -> subscriptions with a resource there.
-    by_owner: HashMap<(String, String), Vec<String>>,
+    pub(super) by_owner: HashMap<(String, String), Vec<String>>,
     /// (Call-ID, CSeq) of a NOTIFY in flight -> subscription.
-    in_flight: HashMap<(String, u32), String>,
-    timers: BinaryHeap<Reverse<(u64, String)>>,
-    outbox: Vec<Action>,
-    dirty: BTreeSet<SubscriptionId>,
-    tag_counter: u64,
+    pub(super) in_flight: HashMap<(String, u32), String>,
+    pub(super) timers: BinaryHeap<Reverse<(u64, String)>>,
+    pub(super) outbox: Vec<Action>,
+    pub(super) dirty: BTreeSet<SubscriptionId>,
+    pub(super) tag_counter: u64,
 }
 
 impl Notifier {
@@ -300,234 +294,6 @@ impl Notifier {
         }
         self.clean_timers();
         std::mem::take(&mut self.outbox)
-    }
-
-    // ---------------------------------------------------------------------------------------
-    // SUBSCRIBE
-    // ---------------------------------------------------------------------------------------
-
-    /// Handles a SUBSCRIBE. On success the driver answers 200 (with `Expires` and our
-    /// Contact) and then sends what [`Notifier::poll`] returns: the NOTIFY that follows.
-    pub fn on_subscribe(
-        &mut self,
-        now_ms: u64,
-        req: SubscribeInput<'_>,
-        docs: &dyn DocIndex,
-    ) -> Result<SubscribeOk, Rejection> {
-        // RFC 6665 §4.2.1.1: an unknown package gets 489 with Allow-Events.
-        let diff_processing = parse_event(req.event_header)
-            .map_err(|e| Rejection::new(e).with_header("Allow-Events", EVENT_PACKAGE.to_owned()))?;
-        let subscriber = normalize_aor(&req.subscriber).unwrap_or_else(|_| req.subscriber.clone());
-        match req.to_tag.clone() {
-            Some(tag) => self.refresh(now_ms, &tag, &subscriber, diff_processing, req, docs),
-            None => self.create(now_ms, &subscriber, diff_processing, req, docs),
-        }
-    }
-
-    fn create(
-        &mut self,
-        now_ms: u64,
-        subscriber: &str,
-        diff_processing: DiffProcessing,
-        req: SubscribeInput<'_>,
-        docs: &dyn DocIndex,
-    ) -> Result<SubscribeOk, Rejection> {
-        check_accept(req.accept)?;
-        // RFC 5875 §4.3: the body says what to watch; without it there is nothing to do.
-        // (Mobicents answers 403 here, SPEC 3.7; 400 says better what is wrong.)
-        if req.body.iter().all(u8::is_ascii_whitespace) {
-            return Err(SubscribeError::MissingBody.into());
-        }
-        let resources = self.resources(req.content_type, req.body)?;
-        let expires_s = self.grant_expires(req.expires_s)?;
-        self.authorize(subscriber, &resources)?;
-        if expires_s > 0 && self.subs.len() >= self.cfg.max_subscriptions {
-            // D12: shed load with 503 + Retry-After instead of growing.
-            return Err(Rejection::new(SubscribeError::TooManySubscriptions)
-                .with_header("Retry-After", "60".to_owned()));
-        }
-        let to_tag = self.new_tag(&req.call_id, &req.from_tag, now_ms);
-        let sub = Subscription {
-            id: SubscriptionId(to_tag.clone()),
-            call_id: req.call_id,
-            from_tag: req.from_tag,
-            to_tag: to_tag.clone(),
-            subscriber: subscriber.to_owned(),
-            subscriber_uri: req.subscriber_uri,
-            resource_uri: req.resource_uri,
-            contact: req.contact,
-            route_to: req.route_to,
-            diff_processing,
-            expires_at_ms: now_ms.saturating_add(u64::from(expires_s) * 1000),
-            remote_cseq: req.cseq,
-            local_cseq: 0,
-            resources,
-        };
-        let mut live = Live::new(sub);
-        // RFC 6665 §4.2.1.2 / RFC 5875 §4.4: a NOTIFY with the full state right after the 200.
-        live.full_state = Some(self.full_state(&live.sub.resources, docs));
-        live.flush_at_ms = Some(now_ms);
-        if expires_s == 0 {
-            // RFC 6665 §4.2.1.1: Expires 0 on an initial SUBSCRIBE is a fetch: one NOTIFY
-            // with the state, the subscription terminated at once.
-            live.terminate = Some(Reason::Timeout);
-            self.send(&mut live, now_ms);
-            return Ok(SubscribeOk {
-                to_tag,
-                expires_s: 0,
-            });
-        }
-        self.insert(live);
-        self.dirty.insert(SubscriptionId(to_tag.clone()));
-        self.service(&to_tag, now_ms);
-        Ok(SubscribeOk { to_tag, expires_s })
-    }
-
-    fn refresh(
-        &mut self,
-        now_ms: u64,
-        tag: &str,
-        subscriber: &str,
-        diff_processing: DiffProcessing,
-        req: SubscribeInput<'_>,
-        docs: &dyn DocIndex,
-    ) -> Result<SubscribeOk, Rejection> {
-        let known = self.subs.get(tag).is_some_and(|l| {
-            l.terminate.is_none() && l.sub.call_id == req.call_id && l.sub.from_tag == req.from_tag
-        });
-        if !known {
-            // RFC 6665 §4.2.1.4 / RFC 3261 §12.2.2: no such dialog or subscription.
-            return Err(SubscribeError::NoSuchSubscription.into());
-        }
-        let (remote_cseq, owner) = match self.subs.get(tag) {
-            Some(l) => (l.sub.remote_cseq, l.sub.subscriber.clone()),
-            None => return Err(SubscribeError::NoSuchSubscription.into()),
-        };
-        if req.cseq <= remote_cseq {
-            // RFC 3261 §12.2.2: a lower CSeq on a dialog is answered 500.
-            return Err(SubscribeError::CSeqOutOfOrder.into());
-        }
-        if owner != subscriber {
-            return Err(SubscribeError::IdentityMismatch.into());
-        }
-        check_accept(req.accept)?;
-        // A refresh may omit the body (SPEC 3.6); one that carries a body replaces the list.
-        let new_resources = if req.body.iter().all(u8::is_ascii_whitespace) {
-            None
-        } else {
-            let r = self.resources(req.content_type, req.body)?;
-            self.authorize(subscriber, &r)?;
-            Some(r)
-        };
-        let expires_s = self.grant_expires(req.expires_s)?;
-        let Some(mut live) = self.take(tag) else {
-            return Err(SubscribeError::NoSuchSubscription.into());
-        };
-        live.sub.remote_cseq = req.cseq;
-        live.sub.diff_processing = diff_processing;
-        // RFC 6665 §4.1.2.1: SUBSCRIBE is a target refresh request (RFC 3261 §12.2.2).
-        live.sub.contact = req.contact;
-        live.sub.route_to = req.route_to;
-        if let Some(r) = new_resources {
-            live.sub.resources = r;
-        }
-        // RFC 6665 §4.2.1.2: a NOTIFY with the current state after a refresh too.
-        live.full_state = Some(self.full_state(&live.sub.resources, docs));
-        live.flush_at_ms = Some(now_ms);
-        if expires_s == 0 {
-            // RFC 6665 §4.1.2.3 / §4.2.1.4: unsubscribing is a refresh with Expires 0 and
-            // triggers a final NOTIFY. Reason `timeout` (§4.1.3: "not refreshed before it
-            // expired"; the subscriber may re-subscribe at once), as Kamailio does.
-            live.terminate = Some(Reason::Timeout);
-        } else {
-            live.sub.expires_at_ms = now_ms.saturating_add(u64::from(expires_s) * 1000);
-        }
-        self.insert(live);
-        self.dirty.insert(SubscriptionId(tag.to_owned()));
-        self.service(tag, now_ms);
-        Ok(SubscribeOk {
-            to_tag: tag.to_owned(),
-            expires_s,
-        })
-    }
-
-    fn resources(
-        &self,
-        content_type: Option<&str>,
-        body: &[u8],
-    ) -> Result<Vec<Resource>, Rejection> {
-        let is_rl = content_type.is_some_and(|ct| {
-            let mt = ct.split(';').next().unwrap_or("").trim();
-            mt.eq_ignore_ascii_case(RESOURCE_LISTS_MIME)
-        });
-        if !is_rl {
-            // RFC 3261 §21.4.13: 415 lists what we take.
-            return Err(Rejection::new(SubscribeError::UnsupportedMediaType)
-                .with_header("Accept", RESOURCE_LISTS_MIME.to_owned()));
-        }
-        parse_resource_lists(body, &self.cfg.xcap_root_url)
-    }
-
-    /// RFC 6665 §4.2.1.1: below the minimum (but not 0) is 423 with Min-Expires; above the
-    /// maximum is shortened (the notifier may shorten, never lengthen).
-    fn grant_expires(&self, asked_s: Option<u32>) -> Result<u32, Rejection> {
-        let asked = asked_s.unwrap_or(self.cfg.default_expires_s);
-        if asked == 0 {
-            return Ok(0);
-        }
-        if asked < self.cfg.min_expires_s {
-            return Err(Rejection::new(SubscribeError::IntervalTooBrief)
-                .with_header("Min-Expires", self.cfg.min_expires_s.to_string()));
-        }
-        Ok(asked.min(self.cfg.max_expires_s))
-    }
-
-    /// SPEC D4 / G3: a user watches only `users/<own xui>/`; service identities watch anyone's.
-    fn authorize(&self, subscriber: &str, resources: &[Resource]) -> Result<(), Rejection> {
-        if self.cfg.service_identities.iter().any(|s| s == subscriber) {
-            return Ok(());
-        }
-        for r in resources {
-            let owner = normalize_aor(&r.xui).ok();
-            if owner.as_deref() != Some(subscriber) {
-                return Err(
-                    Rejection::new(SubscribeError::Forbidden).with_detail(&r.display_path())
-                );
-            }
-        }
-        Ok(())
-    }
-
-    fn full_state(&self, resources: &[Resource], docs: &dyn DocIndex) -> Vec<DocumentEntry> {
-        let mut out: Vec<DocumentEntry> = Vec::new();
-        let mut push = |auid: &str, xui: &str, doc: &str| {
-            if out.len() >= MAX_FULL_STATE_ENTRIES {
-                return;
-            }
-            let Some(etag) = docs
-                .etag(auid, xui, doc)
-                .and_then(|e| ETag::from_opaque(&e))
-            else {
-                return;
-            };
-            let sel = document_sel(auid, xui, doc);
-            if !out.iter().any(|e| e.sel == sel) {
-                out.push(DocumentEntry::full_state(&sel, etag));
-            }
-        };
-        for r in resources {
-            match &r.target {
-                Target::Document(d) => push(&r.auid, &r.xui, d),
-                Target::Collection(prefix) => {
-                    let mut names = docs.list(&r.auid, &r.xui);
-                    names.sort();
-                    for d in names.iter().filter(|d| d.starts_with(prefix.as_str())) {
-                        push(&r.auid, &r.xui, d);
-                    }
-                }
-            }
-        }
-        out
     }
 
     // ---------------------------------------------------------------------------------------
@@ -620,18 +386,17 @@ impl Notifier {
     // ---------------------------------------------------------------------------------------
 
     /// Advances one subscription: Timer F, expiry, and the NOTIFY when one is due.
-    fn service(&mut self, tag: &str, now_ms: u64) {
+    pub(super) fn service(&mut self, tag: &str, now_ms: u64) {
         let Some(mut live) = self.take(tag) else {
             return;
         };
-        if let Some(f) = live.in_flight {
-            if now_ms >= f.deadline_ms {
-                // RFC 6665 §4.2.2: a NOTIFY that times out (Timer F) removes the
-                // subscription.
-                self.dirty.insert(live.sub.id.clone());
-                self.clean_timers();
-                return;
-            }
+        if let Some(f) = live.in_flight
+            && now_ms >= f.deadline_ms
+        {
+            // RFC 6665 §4.2.2: a NOTIFY that times out (Timer F) removes the subscription.
+            self.dirty.insert(live.sub.id.clone());
+            self.clean_timers();
+            return;
         }
         if live.terminate.is_none() && now_ms >= live.sub.expires_at_ms {
             // RFC 6665 §4.2.2 / §4.1.3: expiry ends with `terminated;reason=timeout`.
@@ -656,7 +421,7 @@ impl Notifier {
     }
 
     /// Builds and queues the NOTIFY for everything `live` has to say.
-    fn send(&mut self, live: &mut Live, now_ms: u64) {
+    pub(super) fn send(&mut self, live: &mut Live, now_ms: u64) {
         let dp = live.sub.diff_processing;
         let mut entries: Vec<DocumentEntry> = Vec::new();
         for p in &live.pending {
@@ -681,7 +446,7 @@ impl Notifier {
             },
         };
         live.sub.local_cseq = live.sub.local_cseq.wrapping_add(1) & 0x7fff_ffff;
-        if live.sub.local_cseq % CSEQ_PERSIST_EVERY == 0 {
+        if live.sub.local_cseq.is_multiple_of(CSEQ_PERSIST_EVERY) {
             self.dirty.insert(live.sub.id.clone());
         }
         let local = Local {
@@ -706,7 +471,7 @@ impl Notifier {
         }
     }
 
-    fn insert(&mut self, live: Live) {
+    pub(super) fn insert(&mut self, live: Live) {
         let tag = live.sub.to_tag.clone();
         for r in &live.sub.resources {
             let list = self
@@ -725,7 +490,7 @@ impl Notifier {
     }
 
     /// Removes a subscription from every table (the caller decides whether it comes back).
-    fn take(&mut self, tag: &str) -> Option<Live> {
+    pub(super) fn take(&mut self, tag: &str) -> Option<Live> {
         let live = self.subs.remove(tag)?;
         for r in &live.sub.resources {
             let key = (r.auid.clone(), r.xui.clone());
@@ -797,7 +562,7 @@ impl Notifier {
     }
 
     /// A fresh dialog tag: a hash of the dialog, the time and a counter (unique, not secret).
-    fn new_tag(&mut self, call_id: &str, from_tag: &str, now_ms: u64) -> String {
+    pub(super) fn new_tag(&mut self, call_id: &str, from_tag: &str, now_ms: u64) -> String {
         // Bounded: a collision of 64-bit hashes is already improbable; 8 tries end it.
         for _ in 0..8 {
             self.tag_counter = self.tag_counter.wrapping_add(1);
@@ -923,49 +688,6 @@ fn remaining_s(expires_at_ms: u64, now_ms: u64) -> u32 {
     u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
 }
 
-/// `xcap-diff[;diff-processing=...]` (RFC 6665 §8.2.1 event type, case-sensitive; RFC 5875
-/// §4.4 parameter).
-fn parse_event(value: &str) -> Result<DiffProcessing, SubscribeError> {
-    let v = trim(value.as_bytes());
-    let end = token_end(v, 0);
-    if &v[..end] != EVENT_PACKAGE.as_bytes() {
-        return Err(SubscribeError::BadEvent);
-    }
-    let rest = &v[end..];
-    let Ok((ps, used)) = params::parse(rest) else {
-        return Err(SubscribeError::BadEvent);
-    };
-    if !trim(&rest[used..]).is_empty() {
-        return Err(SubscribeError::BadEvent);
-    }
-    match ps.value("diff-processing") {
-        None => Ok(DiffProcessing::NoPatching),
-        Some(raw) => std::str::from_utf8(raw)
-            .ok()
-            .and_then(DiffProcessing::parse)
-            .ok_or(SubscribeError::BadDiffProcessing),
-    }
-}
-
-/// RFC 6665 §4.2.1.1: an Accept that does not allow `application/xcap-diff+xml` gets 406.
-fn check_accept(accept: Option<&str>) -> Result<(), Rejection> {
-    let Some(accept) = accept else {
-        return Ok(());
-    };
-    let ok = CommaIter::new(accept.as_bytes()).any(|range| {
-        let mt = range.split(|&b| b == b';').next().unwrap_or(b"");
-        let mt = trim(mt);
-        [&b"application/xcap-diff+xml"[..], b"application/*", b"*/*"]
-            .iter()
-            .any(|m| mt.eq_ignore_ascii_case(m))
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(Rejection::new(SubscribeError::NotAcceptable))
-    }
-}
-
 /// The Via sent-by from our Contact URI (`sip:glms@127.0.0.1:5070` -> `127.0.0.1:5070`).
 fn sent_by_of(contact: &str) -> String {
     let c = contact.trim().trim_start_matches('<').trim_end_matches('>');
@@ -984,36 +706,6 @@ fn sent_by_of(contact: &str) -> String {
 #[cfg(test)]
 mod unit {
     use super::*;
-
-    #[test]
-    fn event_header() {
-        assert_eq!(parse_event("xcap-diff"), Ok(DiffProcessing::NoPatching));
-        assert_eq!(
-            parse_event("xcap-diff;diff-processing=aggregate"),
-            Ok(DiffProcessing::Aggregate)
-        );
-        assert_eq!(
-            parse_event("xcap-diff ; diff-processing=xcap-patching"),
-            Ok(DiffProcessing::XcapPatching)
-        );
-        assert_eq!(parse_event("presence"), Err(SubscribeError::BadEvent));
-        assert_eq!(parse_event("XCAP-DIFF"), Err(SubscribeError::BadEvent));
-        assert_eq!(parse_event("xcap-diffx"), Err(SubscribeError::BadEvent));
-        assert_eq!(
-            parse_event("xcap-diff;diff-processing=full"),
-            Err(SubscribeError::BadDiffProcessing)
-        );
-    }
-
-    #[test]
-    fn accept_header() {
-        assert!(check_accept(None).is_ok());
-        assert!(check_accept(Some("application/xcap-diff+xml")).is_ok());
-        assert!(check_accept(Some("text/plain, application/*;q=0.5")).is_ok());
-        assert!(check_accept(Some("*/*")).is_ok());
-        assert!(check_accept(Some("application/pidf+xml")).is_err());
-        assert!(check_accept(Some("")).is_err());
-    }
 
     #[test]
     fn sent_by_from_contact() {

@@ -6,6 +6,7 @@
 //!
 //! - [`core`]: the sans-IO state machine ([`Notifier`]): SUBSCRIBE, change events, NOTIFY
 //!   responses and `now_ms` in; NOTIFY datagrams and wake-up times out.
+//! - `subscribe`: the SUBSCRIBE checks and the creation / refresh of subscriptions.
 //! - [`subscription`]: the durable, serde-serialisable [`Subscription`].
 //! - [`body`]: the resource-lists SUBSCRIBE body.
 //! - [`notify`]: the NOTIFY writer.
@@ -36,6 +37,7 @@ pub mod error;
 pub mod notify;
 pub mod retransmit;
 pub mod sipd;
+mod subscribe;
 pub mod subscription;
 
 #[cfg(test)]

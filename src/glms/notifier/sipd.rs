@@ -222,10 +222,11 @@ impl Worker {
             if let Err(e) = self
                 .poll
                 .poll(&mut events, Some(Duration::from_millis(sleep_ms)))
+                && e.kind() != io::ErrorKind::Interrupted
             {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return;
-                }
+                // The poller itself failed: nothing more can be served. What is known is
+                // persisted; the subscriptions resume on the next start (G2).
+                break;
             }
             self.read_socket(&mut buf);
             self.read_changes();
