@@ -23,5 +23,6 @@ pub mod settings;
 pub mod sip;
 pub mod slowpath;
 pub mod store;
+pub mod subscriber;
 pub mod transport;
 mod transport_metrics;

@@ -53,7 +53,12 @@ fn with_docs(lists: Option<&str>, rules: Option<&str>, docs: &[(&str, String)]) 
         .map(|(k, v)| ((*k).to_owned(), v.clone().into_bytes()))
         .collect();
     let mut resolve = |r: &XcapRef| map.get(&r.document).cloned();
-    compile(lists.map(str::as_bytes), rules.map(str::as_bytes), &mut resolve).expect("compiles")
+    compile(
+        lists.map(str::as_bytes),
+        rules.map(str::as_bytes),
+        &mut resolve,
+    )
+    .expect("compiles")
 }
 
 fn blocks(c: &Compiled, uri: &str) -> bool {
@@ -79,18 +84,26 @@ fn absent_documents_block_nobody_but_are_known() {
 
 #[test]
 fn entries_of_the_blocked_list_only() {
-    let doc = rl("<list name=\"oma_buddylist\"><entry uri=\"sip:alice@example.com\"/></list>\
+    let doc = rl(
+        "<list name=\"oma_buddylist\"><entry uri=\"sip:alice@example.com\"/></list>\
          <list name=\"oma_blockedcontacts\">\
            <entry uri=\"sip:Tom@EXAMPLE.com;transport=tcp\"><display-name>Tom</display-name></entry>\
            <entry uri=\"tel:+1-555-123-0000\"/>\
            <entry uri=\"mailto:nobody@example.com\"/>\
-         </list>");
+         </list>",
+    );
     let c = run(Some(&doc), None);
     assert_eq!(names(&c), vec!["Tom@example.com", "tel:+15551230000"]);
     assert!(blocks(&c, "sip:Tom@example.com"));
-    assert!(!blocks(&c, "sip:tom@example.com"), "user part is case-sensitive (D8)");
+    assert!(
+        !blocks(&c, "sip:tom@example.com"),
+        "user part is case-sensitive (D8)"
+    );
     assert!(blocks(&c, "sip:+15551230000@example.com;user=phone"));
-    assert!(!blocks(&c, "sip:alice@example.com"), "other lists do not block");
+    assert!(
+        !blocks(&c, "sip:alice@example.com"),
+        "other lists do not block"
+    );
     // The bad entry is a warning, not an error.
     assert_eq!(c.warnings.len(), 1);
     assert_eq!(c.warnings[0].kind, WarningKind::BadEntryUri);
@@ -137,7 +150,10 @@ fn unresolved_reference_is_reported() {
     );
     let c = run(Some(&doc), None);
     assert_eq!(names(&c), vec!["a@x.org"]);
-    assert_eq!(c.unresolved, vec!["resource-lists/users/sip:bob@example.com/gone".to_owned()]);
+    assert_eq!(
+        c.unresolved,
+        vec!["resource-lists/users/sip:bob@example.com/gone".to_owned()]
+    );
     assert!(c.warnings.iter().any(|w| w.kind == WarningKind::Unresolved));
 }
 
@@ -181,7 +197,10 @@ fn references_stop_at_depth_four() {
     let refs: Vec<(&str, String)> = docs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let c = with_docs(Some(&start), None, &refs);
     // Hops 1..4 are followed (u1..u4); the fifth hop is refused.
-    assert_eq!(names(&c), vec!["u1@x.org", "u2@x.org", "u3@x.org", "u4@x.org"]);
+    assert_eq!(
+        names(&c),
+        vec!["u1@x.org", "u2@x.org", "u3@x.org", "u4@x.org"]
+    );
     assert!(c.warnings.iter().any(|w| w.kind == WarningKind::DepthLimit));
 }
 
@@ -196,7 +215,10 @@ fn cycles_are_ignored() {
     let c = with_docs(
         Some(&a),
         None,
-        &[("resource-lists/users/sip:bob@example.com/b", b), (BOB_RL, a.clone())],
+        &[
+            ("resource-lists/users/sip:bob@example.com/b", b),
+            (BOB_RL, a.clone()),
+        ],
     );
     assert_eq!(names(&c), vec!["a@x.org", "b@x.org"]);
     assert!(!c.warnings.iter().any(|w| w.kind == WarningKind::DepthLimit));
@@ -217,7 +239,10 @@ fn references_outside_the_root_are_refused() {
     let c = compile_in(&root, Some(doc.as_bytes()), None, &mut resolve).unwrap();
     assert_eq!(asked, 0);
     assert_eq!(
-        c.warnings.iter().filter(|w| w.kind == WarningKind::ForeignRoot).count(),
+        c.warnings
+            .iter()
+            .filter(|w| w.kind == WarningKind::ForeignRoot)
+            .count(),
         2
     );
 }
@@ -226,20 +251,31 @@ fn references_outside_the_root_are_refused() {
 fn access_rules_one_many_except() {
     let doc = rules(&format!(
         "{}{}{}",
-        rule("r1", "<cp:identity><cp:one id=\"sip:tom@example.com\"/></cp:identity>", false),
+        rule(
+            "r1",
+            "<cp:identity><cp:one id=\"sip:tom@example.com\"/></cp:identity>",
+            false
+        ),
         rule(
             "r2",
             "<cp:identity><cp:many domain=\"Spam.Example\"><cp:except id=\"sip:ok@spam.example\"/>\
              <cp:except domain=\"other.example\"/></cp:many></cp:identity>",
             false
         ),
-        rule("r3", "<cp:identity><cp:one id=\"sip:ann@example.com\"/></cp:identity>", true),
+        rule(
+            "r3",
+            "<cp:identity><cp:one id=\"sip:ann@example.com\"/></cp:identity>",
+            true
+        ),
     ));
     let c = run(None, Some(&doc));
     assert!(blocks(&c, "sip:tom@example.com"));
     assert!(blocks(&c, "sip:x@spam.example"));
     assert!(!blocks(&c, "sip:ok@spam.example"));
-    assert!(!blocks(&c, "sip:x@sub.spam.example"), "exact domain only (D8)");
+    assert!(
+        !blocks(&c, "sip:x@sub.spam.example"),
+        "exact domain only (D8)"
+    );
     assert!(!blocks(&c, "sip:ann@example.com"));
     assert_eq!(c.domain_blocks.len(), 1);
     assert_eq!(c.domain_blocks[0].domain, "spam.example");
@@ -264,7 +300,11 @@ fn other_identity_allow_never_overrides_a_specific_block() {
     let list = blocked_list("<entry uri=\"sip:listed@example.com\"/>");
     let doc = rules(&format!(
         "{}{}{}",
-        rule("im_block_tom", "<cp:identity><cp:one id=\"sip:tom@example.com\"/></cp:identity>", false),
+        rule(
+            "im_block_tom",
+            "<cp:identity><cp:one id=\"sip:tom@example.com\"/></cp:identity>",
+            false
+        ),
         rule(
             "im_block_list",
             "<ocp:external-list><ocp:entry anc=\"http://glms.example.com/xcap-root/resource-lists/users/sip:bob@example.com/index/~~/resource-lists/list%5b@name=%22oma_blockedcontacts%22%5d\"/></ocp:external-list>",
@@ -282,7 +322,11 @@ fn other_identity_allow_never_overrides_a_specific_block() {
 fn other_identity_block_is_a_whitelist() {
     let doc = rules(&format!(
         "{}{}",
-        rule("friends", "<cp:identity><cp:one id=\"sip:ann@example.com\"/><cp:many domain=\"work.example\"/></cp:identity>", true),
+        rule(
+            "friends",
+            "<cp:identity><cp:one id=\"sip:ann@example.com\"/><cp:many domain=\"work.example\"/></cp:identity>",
+            true
+        ),
         rule("rest", "<ocp:other-identity/>", false),
     ));
     let c = run(None, Some(&doc));
@@ -297,16 +341,41 @@ fn explicit_allow_beats_a_block_of_its_own_document_but_not_the_list() {
     let list = blocked_list("<entry uri=\"sip:tom@example.com\"/>");
     let doc = rules(&format!(
         "{}{}{}{}",
-        rule("b1", "<cp:identity><cp:one id=\"sip:tom@example.com\"/><cp:one id=\"sip:ann@example.com\"/></cp:identity>", false),
-        rule("b2", "<cp:identity><cp:many domain=\"spam.example\"/></cp:identity>", false),
-        rule("a1", "<cp:identity><cp:one id=\"sip:tom@example.com\"/><cp:one id=\"sip:ann@example.com\"/><cp:one id=\"sip:fan@spam.example\"/></cp:identity>", true),
+        rule(
+            "b1",
+            "<cp:identity><cp:one id=\"sip:tom@example.com\"/><cp:one id=\"sip:ann@example.com\"/></cp:identity>",
+            false
+        ),
+        rule(
+            "b2",
+            "<cp:identity><cp:many domain=\"spam.example\"/></cp:identity>",
+            false
+        ),
+        rule(
+            "a1",
+            "<cp:identity><cp:one id=\"sip:tom@example.com\"/><cp:one id=\"sip:ann@example.com\"/><cp:one id=\"sip:fan@spam.example\"/></cp:identity>",
+            true
+        ),
         // Rule A2: a domain-wide allow overrides nothing.
-        rule("a2", "<cp:identity><cp:many domain=\"example.com\"/></cp:identity>", true),
+        rule(
+            "a2",
+            "<cp:identity><cp:many domain=\"example.com\"/></cp:identity>",
+            true
+        ),
     ));
     let c = run(Some(&list), Some(&doc));
-    assert!(blocks(&c, "sip:tom@example.com"), "the list block stands (A3)");
-    assert!(!blocks(&c, "sip:ann@example.com"), "explicit allow wins in its document (A1)");
-    assert!(!blocks(&c, "sip:fan@spam.example"), "explicit allow excepts from domain blocks");
+    assert!(
+        blocks(&c, "sip:tom@example.com"),
+        "the list block stands (A3)"
+    );
+    assert!(
+        !blocks(&c, "sip:ann@example.com"),
+        "explicit allow wins in its document (A1)"
+    );
+    assert!(
+        !blocks(&c, "sip:fan@spam.example"),
+        "explicit allow excepts from domain blocks"
+    );
     assert!(blocks(&c, "sip:x@spam.example"));
 }
 
@@ -314,7 +383,11 @@ fn explicit_allow_beats_a_block_of_its_own_document_but_not_the_list() {
 fn catch_all_allows_override_nothing() {
     let doc = rules(&format!(
         "{}{}{}",
-        rule("b", "<cp:identity><cp:one id=\"sip:tom@example.com\"/></cp:identity>", false),
+        rule(
+            "b",
+            "<cp:identity><cp:one id=\"sip:tom@example.com\"/></cp:identity>",
+            false
+        ),
         rule("all", "<cp:identity><cp:many/></cp:identity>", true),
         "<cp:rule id=\"open\"><cp:conditions/><cp:actions><oxe:allow-reject-invite>true</oxe:allow-reject-invite></cp:actions></cp:rule>",
     ));
@@ -341,7 +414,11 @@ fn unevaluated_conditions_and_other_actions() {
              <cp:validity><cp:from>2020-01-01T00:00:00Z</cp:from><cp:until>2030-01-01T00:00:00Z</cp:until></cp:validity>",
             false
         ),
-        rule("sphere", "<cp:sphere value=\"work\"/><cp:identity><cp:one id=\"sip:sam@example.com\"/></cp:identity>", false),
+        rule(
+            "sphere",
+            "<cp:sphere value=\"work\"/><cp:identity><cp:one id=\"sip:sam@example.com\"/></cp:identity>",
+            false
+        ),
         // Not an IM rule: no allow-reject-invite.
         "<cp:rule id=\"pres\"><cp:conditions><cp:identity><cp:one id=\"sip:pat@example.com\"/></cp:identity></cp:conditions>\
          <cp:actions><sub-handling xmlns=\"urn:ietf:params:xml:ns:pres-rules\">block</sub-handling></cp:actions></cp:rule>",
@@ -349,12 +426,20 @@ fn unevaluated_conditions_and_other_actions() {
          <cp:actions><oxe:allow-reject-invite>maybe</oxe:allow-reject-invite></cp:actions></cp:rule>",
     ));
     let c = run(None, Some(&doc));
-    for who in ["sip:tom@example.com", "sip:sam@example.com", "sip:pat@example.com", "sip:odd@example.com"] {
+    for who in [
+        "sip:tom@example.com",
+        "sip:sam@example.com",
+        "sip:pat@example.com",
+        "sip:odd@example.com",
+    ] {
         assert!(!blocks(&c, who), "{who}");
     }
     let kinds: Vec<WarningKind> = c.warnings.iter().map(|w| w.kind).collect();
     assert_eq!(
-        kinds.iter().filter(|k| **k == WarningKind::UnevaluatedCondition).count(),
+        kinds
+            .iter()
+            .filter(|k| **k == WarningKind::UnevaluatedCondition)
+            .count(),
         2
     );
     assert!(kinds.contains(&WarningKind::UnknownAction));
@@ -362,7 +447,8 @@ fn unevaluated_conditions_and_other_actions() {
 
 #[test]
 fn identity_and_external_list_in_one_rule_are_anded() {
-    let list = rl("<list name=\"l\"><entry uri=\"sip:a@x.org\"/><entry uri=\"sip:b@y.org\"/></list>");
+    let list =
+        rl("<list name=\"l\"><entry uri=\"sip:a@x.org\"/><entry uri=\"sip:b@y.org\"/></list>");
     let doc = rules(&rule(
         "both",
         "<cp:identity><cp:many domain=\"x.org\"/></cp:identity>\
@@ -411,7 +497,9 @@ fn bad_identities_and_domains_are_warnings() {
 
 #[test]
 fn each_referenced_document_is_resolved_once() {
-    let other = rl("<list name=\"a\"><entry uri=\"sip:a@x.org\"/></list><list name=\"b\"><entry uri=\"sip:b@x.org\"/></list>");
+    let other = rl(
+        "<list name=\"a\"><entry uri=\"sip:a@x.org\"/></list><list name=\"b\"><entry uri=\"sip:b@x.org\"/></list>",
+    );
     let doc = blocked_list(
         "<external anchor=\"resource-lists/users/sip:bob@example.com/o/~~/resource-lists/list%5b@name=%22a%22%5d\"/>\
          <external anchor=\"resource-lists/users/sip:bob@example.com/o/~~/resource-lists/list%5b@name=%22b%22%5d\"/>",
@@ -419,7 +507,8 @@ fn each_referenced_document_is_resolved_once() {
     let mut calls = 0;
     let mut resolve = |r: &XcapRef| {
         calls += 1;
-        (r.document == "resource-lists/users/sip:bob@example.com/o").then(|| other.clone().into_bytes())
+        (r.document == "resource-lists/users/sip:bob@example.com/o")
+            .then(|| other.clone().into_bytes())
     };
     let c = compile(Some(doc.as_bytes()), None, &mut resolve).unwrap();
     assert_eq!(calls, 1);

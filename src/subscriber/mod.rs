@@ -6,7 +6,7 @@
 //! - [`compile`]: the D2 policy compiler, a pure function (`lists` walks RFC 4826 lists and
 //!   their references).
 //! - [`machine`]: the per-AoR subscriber, sans-IO: `now_ms` and parsed SIP/HTTP results in,
-//!   [`Action`]s out (`cache` holds the per-AoR document copies and the durable cache records).
+//!   [`Action`]s out (`wire` writes the SUBSCRIBE and reads `Subscription-State`; `cache` holds the per-AoR document copies and the durable cache records).
 //! - [`xcapclient`]: a small blocking HTTP/1.1 client for XCAP GET and a worker pool around it.
 //!
 //! # Subscription state machine (per AoR, SPEC 3.6, on RFC 6665)
@@ -70,6 +70,7 @@ pub mod compile;
 mod docs;
 pub mod lists;
 pub mod machine;
+pub mod wire;
 pub mod xcapclient;
 
 #[cfg(test)]
@@ -89,4 +90,5 @@ pub use machine::{
     Action, FetchResult, Notify, NotifyReply, Phase, SubscribeResponse, Subscriber,
     SubscriberConfig, SubscriberError,
 };
+pub use wire::render_subscribe;
 pub use xcapclient::{FetchDone, FetchRequest, Fetcher, fetch};
