@@ -1,0 +1,109 @@
+//! The whole fast path for one MESSAGE, in user space: scan, validate, identities, snapshot
+//! lookup at 1,000,000 users, decision, and writing the 603 or the relayed request into the
+//! worker's outbox. (The kernel's share, the syscalls, is measured by the load generator.)
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use imserver::config::BlockCode;
+use imserver::fastpath::{FastPath, Shared};
+use imserver::metrics::Metrics;
+use imserver::policy::{Identity, PolicyTable, RelayTarget, UserPolicy};
+use imserver::sip::validate::Limits;
+use imserver::transport::{Outbox, Source, Transport};
+
+const USERS: usize = 1_000_000;
+
+fn table() -> PolicyTable {
+    PolicyTable::from_entries((0..USERS).map(|i| {
+        let mut b = UserPolicy::builder().known().target(RelayTarget {
+            addr: "127.0.0.1:5099".parse().unwrap(),
+            tcp: false,
+            uri: format!("sip:u{i}@127.0.0.1:5099").into_bytes().into(),
+            conn: None,
+        });
+        for j in 1..=20 {
+            let blocked = format!("sip:u{}@example.com", (i + j * 7919) % USERS);
+            b = b.block(&Identity::parse(blocked.as_bytes()).unwrap());
+        }
+        let user = format!("sip:u{i}@example.com");
+        (
+            Identity::parse(user.as_bytes()).unwrap(),
+            b.build().unwrap(),
+        )
+    }))
+}
+
+fn message(to: usize, from: usize) -> Vec<u8> {
+    let body = "Hello, this is a realistic short instant message body.";
+    format!(
+        "MESSAGE sip:u{to}@example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-74bf9-{to}-{from};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:u{from}@example.com>;tag=abc123\r\n\
+         To: <sip:u{to}@example.com>\r\n\
+         Call-ID: a84b4c76e66710-{to}-{from}@127.0.0.1\r\n\
+         CSeq: 1 MESSAGE\r\n\
+         P-Asserted-Identity: <sip:u{from}@example.com>\r\n\
+         Content-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn bench(c: &mut Criterion) {
+    let (slow, _rx) = imserver::slowpath::slow_queue(16);
+    let shared = Arc::new(Shared {
+        policy: Arc::new(table()),
+        metrics: Arc::new(Metrics::new(2)),
+        slow,
+        trust: imserver::auth::TrustList::parse_list("127.0.0.1/32").unwrap(),
+        limits: Limits::default(),
+        secret: 7,
+        own_host: "127.0.0.1".into(),
+        own_port: 5060,
+        block: BlockCode::Decline,
+        retry_after: "5".into(),
+        route: None,
+        gate: imserver::gate::Gate::new(true, "example.com", imserver::auth::Credentials::new())
+            .unwrap(),
+    });
+    let mut fp = FastPath::new(shared, 0);
+    let mut out = Outbox::new();
+    let src = Source {
+        addr: "127.0.0.1:5070".parse().unwrap(),
+        local: "127.0.0.1:5060".parse().unwrap(),
+        transport: Transport::Udp,
+        conn: None,
+    };
+    // 4,096 different recipients spread over the table, so lookups are not all cache-hot.
+    let blocked: Vec<Vec<u8>> = (0..4096)
+        .map(|k| {
+            let to = (k * 244_141) % USERS;
+            message(to, (to + 7919) % USERS)
+        })
+        .collect();
+    let relayed: Vec<Vec<u8>> = (0..4096)
+        .map(|k| {
+            let to = (k * 244_141) % USERS;
+            message(to, (to + 3) % USERS)
+        })
+        .collect();
+    let mut g = c.benchmark_group("fastpath_1m_users");
+    for (name, msgs) in [("blocked_603", &blocked), ("relayed", &relayed)] {
+        let mut i = 0;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                fp.handle(black_box(&msgs[i & 4095]), &src, &mut out);
+                i += 1;
+                out.clear();
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
