@@ -1,1 +1,0 @@
-taskset -c 0 kamailio -f /work/main/perf/out/20261121T094037Z/baseline/kamailio/kamailio.cfg -DD -E -m 129 -M 32 -w /work/main/perf/out/20261121T094037Z/baseline/kamailio 

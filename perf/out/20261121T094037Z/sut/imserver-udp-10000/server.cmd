@@ -1,1 +1,0 @@
-taskset -c 0 /work/main/target/release/imserver run --sip 127.0.0.1:0 --metrics 127.0.0.1:0 --data /work/main/perf/out/20261121T094037Z/sut/imserver-udp-10000/data --workers 1 --domain example.com --log warn --policy-file /work/main/perf/out/20261121T094037Z/datasets/u10000/policy.jsonl 
