@@ -62,6 +62,43 @@ fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
         }) == 0
 }
 
+/// Eight bytes at `at` as a little-endian word; `None` past the end.
+#[inline]
+fn word(s: &[u8], at: usize) -> Option<u64> {
+    s.get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        .map(u64::from_le_bytes)
+}
+
+/// Like [`eq_lower`] for a name already known to be a `token`, eight bytes per compare. OR-ing
+/// 0x20 maps a token byte onto a lower-case letter, digit or '-' only when it is that letter
+/// in either case, that digit or '-' (the other preimages, 0x10-0x19 and CR, are not token
+/// characters), so the word compare is exact.
+#[inline]
+fn eq_token_lower(name: &[u8], lower: &[u8]) -> bool {
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n < 8 {
+        return eq_lower(name, lower);
+    }
+    let same = |at: usize| match (word(name, at), word(lower, at)) {
+        (Some(a), Some(b)) => a | CASE == b,
+        _ => false,
+    };
+    // Whole words, then one (overlapping) word that ends with the name.
+    let mut at = 0;
+    while at + 8 < n {
+        if !same(at) {
+            return false;
+        }
+        at += 8;
+    }
+    same(n - 8)
+}
+
 impl HeaderName {
     /// Number of variants (including `Other`): the size of per-name tables.
     pub const COUNT: usize = HeaderName::Other as usize + 1;
@@ -203,6 +240,19 @@ impl HeaderName {
     /// Case-insensitive lookup of a raw header name (long or compact form).
     #[inline]
     pub fn lookup(name: &[u8]) -> HeaderName {
+        Self::lookup_with(name, eq_lower)
+    }
+
+    /// [`HeaderName::lookup`] for a name the caller has checked to be a `token` (the scanner
+    /// has): same answer, compared a word at a time.
+    #[inline]
+    pub fn lookup_token(name: &[u8]) -> HeaderName {
+        debug_assert!(name.iter().all(|&b| super::lex::is_token_char(b)));
+        Self::lookup_with(name, eq_token_lower)
+    }
+
+    #[inline(always)]
+    fn lookup_with(name: &[u8], eq: fn(&[u8], &[u8]) -> bool) -> HeaderName {
         use HeaderName::*;
         let Some(&first) = name.first() else {
             return Other;
@@ -267,9 +317,9 @@ impl HeaderName {
             (20, b'p') => (PPreferredIdentity, Other),
             _ => return Other,
         };
-        if eq_lower(name, a.lower()) {
+        if eq(name, a.lower()) {
             a
-        } else if b != Other && eq_lower(name, b.lower()) {
+        } else if b != Other && eq(name, b.lower()) {
             b
         } else {
             Other
@@ -338,6 +388,34 @@ mod tests {
             if let Some(k) = h.compact() {
                 assert_eq!(HeaderName::lookup(&[k]), h);
                 assert_eq!(HeaderName::lookup(&[k.to_ascii_uppercase()]), h);
+            }
+        }
+    }
+
+    #[test]
+    fn token_lookup_agrees_with_lookup() {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for h in HeaderName::ALL {
+            let c = h.canonical();
+            names.push(c.as_bytes().to_vec());
+            names.push(c.to_ascii_uppercase().into_bytes());
+            // One byte off in every position, to both sides.
+            for i in 0..c.len() {
+                for d in [1u8, 0x20, 0xff] {
+                    let mut v = c.as_bytes().to_vec();
+                    v[i] = v[i].wrapping_add(d);
+                    names.push(v);
+                }
+            }
+        }
+        for n in names {
+            if n.iter().all(|&b| crate::sip::lex::is_token_char(b)) {
+                assert_eq!(
+                    HeaderName::lookup_token(&n),
+                    HeaderName::lookup(&n),
+                    "{}",
+                    String::from_utf8_lossy(&n)
+                );
             }
         }
     }

@@ -7,9 +7,12 @@
 #![forbid(unsafe_code)]
 
 use super::error::SyntaxError;
+use super::hdr::HeaderName;
 use super::lex::{is_token_char, is_ws, quoted_end, trim};
 use super::params::{self, Params};
-use super::uri::{self, Uri};
+use super::scan::{Memo, Span, View};
+use super::uri::{self, Scheme, Uri};
+use super::via::span_in;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NameAddr<'a> {
@@ -35,6 +38,85 @@ impl<'a> NameAddr<'a> {
 
 /// Parses one name-addr or addr-spec (one element of a comma list, or a whole From/To value).
 pub fn parse(v: &[u8]) -> Result<NameAddr<'_>, SyntaxError> {
+    parse_with_scheme(v).map(|(n, _)| n)
+}
+
+/// A parsed From or To value as offsets into the message, with its URI scheme and tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NaSpans {
+    display: Option<Span>,
+    uri: Span,
+    bracketed: bool,
+    params: Span,
+    tag: Option<Span>,
+    scheme: Scheme,
+}
+
+/// The memoised first From or To: absent, or its parse.
+pub(crate) type NaMemo = Option<Result<NaSpans, SyntaxError>>;
+
+/// A name-addr header value with the facts validation and the writers need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameAddrFacts<'a> {
+    pub name_addr: NameAddr<'a>,
+    /// The URI's scheme (the URI was parsed while validating the name-addr).
+    pub scheme: Scheme,
+    /// As [`NameAddr::tag`].
+    pub tag: Option<&'a [u8]>,
+}
+
+/// The first From or To value of `view`, parsed once per scanned message: `None` when the
+/// header is absent. Other headers are parsed on every call.
+pub fn header_facts<'a>(
+    view: &View<'a>,
+    h: HeaderName,
+) -> Option<Result<NameAddrFacts<'a>, SyntaxError>> {
+    let buf = view.buf();
+    let cell = match h {
+        HeaderName::From => &view.memos().from,
+        HeaderName::To => &view.memos().to,
+        _ => {
+            return view.header(h).map(|x| {
+                parse_with_scheme(x).map(|(n, scheme)| NameAddrFacts {
+                    name_addr: n,
+                    scheme,
+                    tag: n.tag(),
+                })
+            });
+        }
+    };
+    let m = match cell.get() {
+        Memo::Known(m) => m,
+        Memo::Unknown => {
+            let m = view.header(h).map(|x| {
+                parse_with_scheme(x).map(|(n, scheme)| NaSpans {
+                    display: n.display.map(|d| span_in(buf, d)),
+                    uri: span_in(buf, n.uri),
+                    bracketed: n.bracketed,
+                    params: span_in(buf, n.params.as_bytes()),
+                    tag: n.tag().map(|t| span_in(buf, t)),
+                    scheme,
+                })
+            });
+            cell.set(Memo::Known(m));
+            m
+        }
+    };
+    m.map(|r| {
+        r.map(|s| NameAddrFacts {
+            name_addr: NameAddr {
+                display: s.display.map(|d| d.slice(buf)),
+                uri: s.uri.slice(buf),
+                bracketed: s.bracketed,
+                params: Params::validated(s.params.slice(buf)),
+            },
+            scheme: s.scheme,
+            tag: s.tag.map(|t| t.slice(buf)),
+        })
+    })
+}
+
+fn parse_with_scheme(v: &[u8]) -> Result<(NameAddr<'_>, Scheme), SyntaxError> {
     let s = trim(v);
     if s.is_empty() {
         return Err(SyntaxError::Empty);
@@ -69,18 +151,21 @@ pub fn parse(v: &[u8]) -> Result<NameAddr<'_>, SyntaxError> {
         let gt = memchr::memchr(b'>', &s[lt..]).ok_or(SyntaxError::Angle)? + lt;
         let u = &s[lt + 1..gt];
         // No LWS inside the brackets (RFC 4475 badaspec); uri::parse rejects it.
-        uri::parse(u)?;
+        let scheme = uri::parse(u)?.scheme;
         let rest = &s[gt + 1..];
         let (params, used) = params::parse(rest)?;
         if used != rest.len() {
             return Err(SyntaxError::Param);
         }
-        return Ok(NameAddr {
-            display,
-            uri: u,
-            bracketed: true,
-            params,
-        });
+        return Ok((
+            NameAddr {
+                display,
+                uri: u,
+                bracketed: true,
+                params,
+            },
+            scheme,
+        ));
     }
     // addr-spec: the URI ends at the first ';' or whitespace.
     let end = s
@@ -91,18 +176,21 @@ pub fn parse(v: &[u8]) -> Result<NameAddr<'_>, SyntaxError> {
     if u.contains(&b'?') || u.contains(&b',') {
         return Err(SyntaxError::Uri);
     }
-    uri::parse(u)?;
+    let scheme = uri::parse(u)?.scheme;
     let rest = &s[end..];
     let (params, used) = params::parse(rest)?;
     if used != rest.len() {
         return Err(SyntaxError::Param);
     }
-    Ok(NameAddr {
-        display: None,
-        uri: u,
-        bracketed: false,
-        params,
-    })
+    Ok((
+        NameAddr {
+            display: None,
+            uri: u,
+            bracketed: false,
+            params,
+        },
+        scheme,
+    ))
 }
 
 #[cfg(test)]

@@ -127,7 +127,23 @@ pub fn parse_q(v: &[u8]) -> Option<u16> {
     }
 }
 
+/// The `rport` of a present parameter with this value (see [`Params::rport`]).
+pub(crate) fn rport_of(value: Option<&[u8]>) -> RPort {
+    match value {
+        None => RPort::Empty,
+        Some(v) => match digits_u64(v).and_then(|p| u16::try_from(p).ok()) {
+            Some(p) => RPort::Port(p),
+            None => RPort::Empty,
+        },
+    }
+}
+
 impl<'a> Params<'a> {
+    /// Wraps text that [`parse`] accepted before (memoised parses keep only offsets).
+    pub(crate) fn validated(s: &'a [u8]) -> Params<'a> {
+        Params { s }
+    }
+
     /// The raw text of the list (from its first `;`).
     pub fn as_bytes(&self) -> &'a [u8] {
         self.s
@@ -180,11 +196,7 @@ impl<'a> Params<'a> {
     pub fn rport(&self) -> RPort {
         match self.get("rport") {
             None => RPort::Absent,
-            Some(None) => RPort::Empty,
-            Some(Some(v)) => match digits_u64(v).and_then(|p| u16::try_from(p).ok()) {
-                Some(p) => RPort::Port(p),
-                None => RPort::Empty,
-            },
+            Some(v) => rport_of(v),
         }
     }
 

@@ -149,20 +149,49 @@ pub fn parse_host(h: &[u8]) -> Result<Host, SyntaxError> {
             .map(Host::V6)
             .map_err(|_| SyntaxError::Host);
     }
-    if h.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+    // One pass to classify; the common shapes (canonical dotted quad, plain host name) are
+    // decided here, anything else goes to the standard parser as before.
+    let (mut only_digits_dots, mut name_ok) = (true, true);
+    for &b in h {
+        let digit_dot = b.is_ascii_digit() || b == b'.';
+        only_digits_dots &= digit_dot;
+        name_ok &= digit_dot || b.is_ascii_alphabetic() || matches!(b, b'-' | b'_');
+    }
+    if only_digits_dots {
+        if let Some(a) = canonical_v4(h) {
+            return Ok(Host::V4(a));
+        }
         let s = std::str::from_utf8(h).map_err(|_| SyntaxError::Host)?;
         return s
             .parse::<Ipv4Addr>()
             .map(Host::V4)
             .map_err(|_| SyntaxError::Host);
     }
-    if h.iter()
-        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-    {
+    if name_ok {
         Ok(Host::Name)
     } else {
         Err(SyntaxError::Host)
     }
+}
+
+/// A dotted quad in the form `Ipv4Addr::from_str` accepts (four parts of 1-3 digits, no
+/// leading zero, each at most 255); `None` for anything else, which the caller then hands
+/// to the standard parser, so the verdict is always the standard one.
+fn canonical_v4(h: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = h.split(|&b| b == b'.');
+    for o in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+            return None;
+        }
+        let v = p.iter().fold(0u16, |a, &d| a * 10 + u16::from(d - b'0'));
+        *o = u8::try_from(v).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
 }
 
 /// Parses a port: 1-5 digits, at most 65535.
@@ -236,7 +265,7 @@ fn parse_sip<'a>(rest: &'a [u8], uri: &mut Uri<'a>) -> Result<(), SyntaxError> {
     // userinfo ends at the first '@': '@' is not allowed unescaped in user, password or
     // header values, while ';' '?' ',' '/' are legal in the user part (RFC 4475 intmeth,
     // semiuri), so the '@' must be found before any other delimiter is trusted.
-    let hostpart = match memchr::memchr(b'@', rest) {
+    let hostpart = match rest.iter().position(|&b| b == b'@') {
         Some(at) => {
             let userinfo = &rest[..at];
             if !escapes_ok(userinfo) {
@@ -387,6 +416,34 @@ mod tests {
         assert_eq!(u.scheme, Scheme::Other);
         assert!(parse(b"<sip:user@example.com>").is_err());
         assert!(parse(b"nocolon").is_err());
+    }
+
+    #[test]
+    fn hosts_agree_with_std() {
+        for h in [
+            "1.2.3.4",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "0.0.0.0",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            "1.2.3.",
+            ".1.2.3",
+            "1234.1.1.1",
+            "000.1.1.1",
+            "10.0.0.01",
+        ] {
+            let std = h.parse::<Ipv4Addr>().ok();
+            assert_eq!(
+                parse_host(h.as_bytes()).ok(),
+                std.map(Host::V4).or(None),
+                "{h}"
+            );
+        }
+        assert_eq!(parse_host(b"a_b-c.example"), Ok(Host::Name));
+        assert_eq!(parse_host(b"a+b"), Err(SyntaxError::Host));
     }
 
     #[test]

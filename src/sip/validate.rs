@@ -125,7 +125,15 @@ fn media_eq(a: &[u8], b: &str) -> bool {
     a.map(u8::to_ascii_lowercase).eq(b)
 }
 
-fn check_syntax(v: &View<'_>) -> Result<(), Reject> {
+/// What the syntax pass learned that the later checks need again (each parsed once).
+struct Syntax<'a> {
+    ruri_scheme: Scheme,
+    cseq: Option<values::CSeq<'a>>,
+    from_scheme: Option<Scheme>,
+    to_scheme: Option<Scheme>,
+}
+
+fn check_syntax<'a>(v: &View<'a>) -> Result<Syntax<'a>, Reject> {
     use HeaderName::*;
     // Request-URI (§25.1: no LWS inside, RFC 4475 lwsruri; no brackets, ltgtruri).
     let ruri = uri::parse(v.request_uri())
@@ -134,20 +142,34 @@ fn check_syntax(v: &View<'_>) -> Result<(), Reject> {
     if ruri.headers.is_some() {
         return Err(Reject::new(400, "Bad Request - Headers in Request-URI"));
     }
-    for vv in via::values(v) {
-        via::parse(v.slice(vv.span)).map_err(|_| bad(Via))?;
+    // Every Via value must parse (RFC 4475 badinv01 breaks a lower one); the top one is
+    // parsed through the memo the writers read.
+    if let Some((top, parsed)) = via::top_facts(v) {
+        if parsed.is_err() {
+            return Err(bad(Via));
+        }
+        // More values follow when the top one ends before its line does (a comma; the line
+        // value is trimmed) or when there are more Via lines.
+        let line_end = v.slots().get(top.slot).map_or(0, |s| s.value.end);
+        if top.span.end < line_end || v.header_count(Via) > 1 {
+            for vv in via::values(v).skip(1) {
+                via::parse(v.slice(vv.span)).map_err(|_| bad(Via))?;
+            }
+        }
     }
-    for h in [From, To] {
-        if let Some(x) = v.header(h) {
-            nameaddr::parse(x).map_err(|_| bad(h))?;
+    let mut schemes = [None, None];
+    for (h, scheme) in [From, To].into_iter().zip(&mut schemes) {
+        if let Some(x) = nameaddr::header_facts(v, h) {
+            *scheme = Some(x.map_err(|_| bad(h))?.scheme);
         }
     }
     if let Some(x) = v.header(CallId) {
         values::call_id(x).map_err(|_| bad(CallId))?;
     }
-    if let Some(x) = v.header(CSeq) {
-        values::cseq(x).map_err(|_| bad(CSeq))?;
-    }
+    let cseq = match v.header(CSeq) {
+        Some(x) => Some(values::cseq(x).map_err(|_| bad(CSeq))?),
+        None => None,
+    };
     if let Some(x) = v.header(MaxForwards) {
         values::max_forwards(x).map_err(|_| bad(MaxForwards))?;
     }
@@ -157,23 +179,32 @@ fn check_syntax(v: &View<'_>) -> Result<(), Reject> {
     if let Some(x) = v.header(ContentType) {
         media_type(x).ok_or(bad(ContentType))?;
     }
-    for x in v.values(Contact) {
-        // `Contact: *` is the REGISTER wildcard (§10.2.2).
-        if trim(x) == b"*" {
-            continue;
-        }
-        for e in CommaIter::new(x) {
-            nameaddr::parse(e).map_err(|_| bad(Contact))?;
-        }
-    }
-    for x in v.values(Require) {
-        for e in CommaIter::new(x) {
-            if !e.is_empty() && !is_token(e) {
-                return Err(bad(Require));
+    if v.header_count(Contact) > 0 {
+        for x in v.values(Contact) {
+            // `Contact: *` is the REGISTER wildcard (§10.2.2).
+            if trim(x) == b"*" {
+                continue;
+            }
+            for e in CommaIter::new(x) {
+                nameaddr::parse(e).map_err(|_| bad(Contact))?;
             }
         }
     }
-    Ok(())
+    if v.header_count(Require) > 0 {
+        for x in v.values(Require) {
+            for e in CommaIter::new(x) {
+                if !e.is_empty() && !is_token(e) {
+                    return Err(bad(Require));
+                }
+            }
+        }
+    }
+    Ok(Syntax {
+        ruri_scheme: ruri.scheme,
+        cseq,
+        from_scheme: schemes[0],
+        to_scheme: schemes[1],
+    })
 }
 
 /// Validates a scanned request (see the module doc for the order).
@@ -190,7 +221,7 @@ pub fn check_request(v: &View<'_>, limits: &Limits) -> Result<(), Reject> {
     if v.len() > max {
         return Err(Reject::new(513, "Message Too Large"));
     }
-    check_syntax(v)?;
+    let syntax = check_syntax(v)?;
     // §8.2.2... a version other than SIP/2.0 (RFC 4475 badvers).
     if !v.version().eq_ignore_ascii_case(b"SIP/2.0") {
         return Err(Reject::new(505, "Version Not Supported"));
@@ -214,7 +245,9 @@ pub fn check_request(v: &View<'_>, limits: &Limits) -> Result<(), Reject> {
         // RFC 2543 clients sent neither Max-Forwards nor a cookie branch; RFC 4475 inv2543
         // asks us to stay compatible with them, so only a cookie-bearing (RFC 3261) request
         // must carry Max-Forwards.
-        let rfc3261 = via::top(v).is_some_and(|(_, t)| t.is_ok_and(|t| t.has_cookie()));
+        let rfc3261 = via::top_facts(v).is_some_and(|(_, t)| {
+            t.is_ok_and(|t| t.branch.is_some_and(|b| b.starts_with(via::MAGIC_COOKIE)))
+        });
         if rfc3261 {
             return Err(Reject::new(400, missing(MaxForwards)));
         }
@@ -234,29 +267,21 @@ pub fn check_request(v: &View<'_>, limits: &Limits) -> Result<(), Reject> {
         }
     }
     // §8.2.2... CSeq method must equal the request method (RFC 4475 mismatch01).
-    let cseq = v
-        .header(CSeq)
-        .and_then(|x| values::cseq(x).ok())
-        .ok_or(bad(CSeq))?;
+    let cseq = syntax.cseq.ok_or(bad(CSeq))?;
     if cseq.method != v.method_bytes() {
         return Err(Reject::new(400, "Bad Request - CSeq Method Mismatch"));
     }
     // §8.2.2.1: unsupported Request-URI scheme -> 416 (RFC 4475 unkscm, novelsc). From and To
     // name the sender and recipient, which this server needs as sip/sips/tel identities (D7,
     // D8; RFC 4475 unksm2).
-    let scheme_of = |x: &[u8]| uri::parse(x).map(|u| u.scheme).unwrap_or(Scheme::Other);
-    if scheme_of(v.request_uri()) == Scheme::Other {
+    if syntax.ruri_scheme == Scheme::Other {
         return Err(Reject::new(416, "Unsupported URI Scheme"));
     }
-    for (h, reason) in [
-        (To, "Unsupported URI Scheme in To"),
-        (From, "Unsupported URI Scheme in From"),
+    for (s, reason) in [
+        (syntax.to_scheme, "Unsupported URI Scheme in To"),
+        (syntax.from_scheme, "Unsupported URI Scheme in From"),
     ] {
-        let s = v
-            .header(h)
-            .and_then(|x| nameaddr::parse(x).ok())
-            .map_or(Scheme::Other, |n| scheme_of(n.uri));
-        if s == Scheme::Other {
+        if s.unwrap_or(Scheme::Other) == Scheme::Other {
             return Err(Reject::new(416, reason));
         }
     }

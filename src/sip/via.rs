@@ -7,7 +7,7 @@ use super::error::SyntaxError;
 use super::hdr::HeaderName;
 use super::lex::{CommaIter, is_ws, skip_ws, token_end, trim};
 use super::params::{self, Params, RPort};
-use super::scan::{Span, View};
+use super::scan::{Memo, Span, View};
 use super::uri::{Host, parse_host, parse_port};
 
 /// RFC 3261 §8.1.1.7: branches of RFC 3261 elements start with this cookie.
@@ -197,10 +197,126 @@ pub fn values<'a>(view: &View<'a>) -> ViaValues<'a> {
     }
 }
 
-/// The top Via value: its position and parse.
+/// Where `part` (a sub-slice of `buf`) sits in `buf`; empty when it is not inside.
+#[inline]
+pub(crate) fn span_in(buf: &[u8], part: &[u8]) -> Span {
+    let off = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    if off > buf.len() || buf.len() - off < part.len() {
+        return Span::EMPTY;
+    }
+    Span::new(off, off + part.len())
+}
+
+/// A parsed top Via as offsets into the message, plus the parameters the writers ask for
+/// (kept in a [`Parsed`](super::scan::Parsed) so it is parsed once per message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ViaSpans {
+    protocol: Span,
+    version: Span,
+    transport: Span,
+    host: Span,
+    host_kind: Host,
+    port: Option<u16>,
+    params: Span,
+    params_off: u32,
+    raw: Span,
+    branch: Option<Span>,
+    rport: RPort,
+    has_received: bool,
+}
+
+/// The memoised top Via: absent, or its position and parse.
+pub(crate) type TopViaMemo = Option<(ViaValue, Result<ViaSpans, SyntaxError>)>;
+
+impl ViaSpans {
+    fn new(buf: &[u8], v: &Via<'_>) -> ViaSpans {
+        let at = |x: &[u8]| span_in(buf, x);
+        // One pass over the parameters for the three the writers use; the first of each name
+        // counts, as with `Params::get`.
+        let (mut branch, mut rport, mut received) = (None, None, false);
+        for p in v.params.iter() {
+            if branch.is_none() && p.name.eq_ignore_ascii_case(b"branch") {
+                branch = Some(p.text());
+            } else if rport.is_none() && p.name.eq_ignore_ascii_case(b"rport") {
+                rport = Some(params::rport_of(p.value));
+            } else if p.name.eq_ignore_ascii_case(b"received") {
+                received = true;
+            }
+        }
+        ViaSpans {
+            protocol: at(v.protocol),
+            version: at(v.version),
+            transport: at(v.transport),
+            host: at(v.host),
+            host_kind: v.host_kind,
+            port: v.port,
+            params: at(v.params.as_bytes()),
+            params_off: v.params_off as u32,
+            raw: at(v.raw),
+            branch: branch.flatten().map(at),
+            rport: rport.unwrap_or(RPort::Absent),
+            has_received: received,
+        }
+    }
+
+    fn via<'a>(&self, buf: &'a [u8]) -> Via<'a> {
+        Via {
+            protocol: self.protocol.slice(buf),
+            version: self.version.slice(buf),
+            transport: self.transport.slice(buf),
+            host: self.host.slice(buf),
+            host_kind: self.host_kind,
+            port: self.port,
+            params: Params::validated(self.params.slice(buf)),
+            params_off: self.params_off as usize,
+            raw: self.raw.slice(buf),
+        }
+    }
+}
+
+/// The top Via with the parameters the writers need, read once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopVia<'a> {
+    pub via: Via<'a>,
+    /// `branch` (unquoted), as [`Via::branch`].
+    pub branch: Option<&'a [u8]>,
+    /// As [`Via::rport`].
+    pub rport: RPort,
+    /// A `received` parameter is present (with or without a value).
+    pub has_received: bool,
+}
+
+fn top_memo(view: &View<'_>) -> TopViaMemo {
+    let cell = &view.memos().top_via;
+    if let Memo::Known(m) = cell.get() {
+        return m;
+    }
+    let buf = view.buf();
+    let m = values(view)
+        .next()
+        .map(|v| (v, parse(view.slice(v.span)).map(|p| ViaSpans::new(buf, &p))));
+    cell.set(Memo::Known(m));
+    m
+}
+
+/// The top Via value: its position and parse (parsed once per scanned message).
 pub fn top<'a>(view: &View<'a>) -> Option<(ViaValue, Result<Via<'a>, SyntaxError>)> {
-    let v = values(view).next()?;
-    Some((v, parse(view.slice(v.span))))
+    let buf = view.buf();
+    top_memo(view).map(|(v, r)| (v, r.map(|s| s.via(buf))))
+}
+
+/// [`top`] with the branch, rport and received facts already extracted.
+pub fn top_facts<'a>(view: &View<'a>) -> Option<(ViaValue, Result<TopVia<'a>, SyntaxError>)> {
+    let buf = view.buf();
+    top_memo(view).map(|(v, r)| {
+        let t = r.map(|s| TopVia {
+            via: s.via(buf),
+            branch: s.branch.map(|b| b.slice(buf)),
+            rport: s.rport,
+            has_received: s.has_received,
+        });
+        (v, t)
+    })
 }
 
 #[cfg(test)]

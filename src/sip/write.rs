@@ -9,13 +9,15 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use super::Transport;
+use super::error::SyntaxError;
 use super::hdr::HeaderName;
+use super::lex::is_ws;
 use super::nameaddr;
 use super::params::{Params, RPort};
 use super::scan::{Span, View};
 use super::validate::{ALLOW, ExtraHeader, Reject};
 use super::values;
-use super::via::{self, MAGIC_COOKIE, Via};
+use super::via::{self, MAGIC_COOKIE, TopVia, Via};
 
 const CRLF: &[u8] = b"\r\n";
 
@@ -27,8 +29,22 @@ fn put_u64(out: &mut Vec<u8>, n: u64) {
 
 #[inline]
 fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    // Writing into a Vec cannot fail; IpAddr formats on the stack.
-    let _ = write!(out, "{}", ip.to_canonical());
+    match ip.to_canonical() {
+        // Dotted quad by hand: `write!` through `fmt` costs more than the rest of a Via.
+        IpAddr::V4(a) => {
+            let [b0, b1, b2, b3] = a.octets();
+            let mut n = itoa::Buffer::new();
+            out.extend_from_slice(n.format(b0).as_bytes());
+            for b in [b1, b2, b3] {
+                out.push(b'.');
+                out.extend_from_slice(n.format(b).as_bytes());
+            }
+        }
+        // Writing into a Vec cannot fail; Ipv6Addr formats (RFC 5952) on the stack.
+        ip @ IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
 }
 
 fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -73,19 +89,19 @@ fn hex16(v: u64, out: &mut [u8; 16]) {
 
 /// A deterministic To-tag from Call-ID, From tag, CSeq number and top branch, so a
 /// retransmission gets the same tag with no state (§8.2.6.2, §17.2.x absorbed statelessly).
+/// From and the top Via come from the per-message memo that validation filled.
 pub fn derive_to_tag<'o>(view: &View<'_>, secret: u64, out: &'o mut [u8; 16]) -> &'o [u8] {
-    let from_tag = view
-        .header(HeaderName::From)
-        .and_then(|f| nameaddr::parse(f).ok())
-        .and_then(|n| n.tag())
+    let from_tag = nameaddr::header_facts(view, HeaderName::From)
+        .and_then(Result::ok)
+        .and_then(|n| n.tag)
         .unwrap_or(b"");
     let seq = view
         .header(HeaderName::CSeq)
         .and_then(|c| values::cseq(c).ok())
         .map_or(0, |c| c.seq);
-    let branch = via::top(view)
+    let branch = via::top_facts(view)
         .and_then(|(_, v)| v.ok())
-        .and_then(|v| v.branch())
+        .and_then(|v| v.branch)
         .unwrap_or(b"");
     let h = KeyedHash::new(secret)
         .field(view.header(HeaderName::CallId).unwrap_or(b""))
@@ -113,30 +129,42 @@ pub fn response_dest(top: &Via<'_>, src: SocketAddr, transport: Transport) -> So
 /// Writes the top Via value with `received` / `rport` filled in (§18.2.1, RFC 3581 §4):
 /// `received` when the sent-by host is not the source IP, and always when `rport` is bare;
 /// a bare `rport` gets the source port. A value we cannot parse is copied as is.
-fn put_top_via(out: &mut Vec<u8>, raw: &[u8], src: SocketAddr) {
-    let Ok(v) = via::parse(raw) else {
+fn put_top_via(
+    out: &mut Vec<u8>,
+    raw: &[u8],
+    top: Result<TopVia<'_>, SyntaxError>,
+    src: SocketAddr,
+) {
+    let Ok(t) = top else {
         out.extend_from_slice(raw);
         return;
     };
+    let v = t.via;
     let src_ip = src.ip().to_canonical();
-    let rport_bare = v.rport() == RPort::Empty;
+    let rport_bare = t.rport == RPort::Empty;
     let add_received = rport_bare || v.host_kind.ip() != Some(src_ip);
     if !add_received {
         out.extend_from_slice(v.raw);
         return;
     }
     out.extend_from_slice(v.raw.get(..v.params_off).unwrap_or(v.raw));
-    for p in v.params.iter() {
-        if p.name.eq_ignore_ascii_case(b"received")
-            || (rport_bare && p.name.eq_ignore_ascii_case(b"rport"))
-        {
-            continue;
-        }
-        out.push(b';');
-        out.extend_from_slice(p.name);
-        if let Some(val) = p.value {
-            out.push(b'=');
-            out.extend_from_slice(val);
+    let params = v.params.as_bytes();
+    if !t.has_received && !rport_bare && !params.iter().any(|&b| is_ws(b)) {
+        // Nothing to drop and no LWS to squeeze: the list is already what the loop writes.
+        out.extend_from_slice(params);
+    } else {
+        for p in v.params.iter() {
+            if p.name.eq_ignore_ascii_case(b"received")
+                || (rport_bare && p.name.eq_ignore_ascii_case(b"rport"))
+            {
+                continue;
+            }
+            out.push(b';');
+            out.extend_from_slice(p.name);
+            if let Some(val) = p.value {
+                out.push(b'=');
+                out.extend_from_slice(val);
+            }
         }
     }
     out.extend_from_slice(b";received=");
@@ -149,21 +177,23 @@ fn put_top_via(out: &mut Vec<u8>, raw: &[u8], src: SocketAddr) {
 
 /// Writes every Via line, top value rewritten, the rest verbatim (values only, canonical name).
 fn put_vias(out: &mut Vec<u8>, view: &View<'_>, src: SocketAddr) {
-    let top = via::values(view).next();
-    for (i, s) in view.slots().iter().enumerate() {
+    let Some((top, parsed)) = via::top_facts(view) else {
+        return;
+    };
+    let slots = view.slots();
+    for (i, s) in slots.iter().enumerate().skip(top.slot) {
         if s.name != HeaderName::Via {
             continue;
         }
         out.extend_from_slice(b"Via: ");
-        match top {
-            Some(t) if t.slot == i => {
-                put_top_via(out, view.slice(t.span), src);
-                out.extend_from_slice(view.slice(Span {
-                    start: t.span.end,
-                    end: s.value.end,
-                }));
-            }
-            _ => out.extend_from_slice(view.slice(s.value)),
+        if i == top.slot {
+            put_top_via(out, view.slice(top.span), parsed, src);
+            out.extend_from_slice(view.slice(Span {
+                start: top.span.end,
+                end: s.value.end,
+            }));
+        } else {
+            out.extend_from_slice(view.slice(s.value));
         }
         out.extend_from_slice(CRLF);
     }
@@ -197,8 +227,9 @@ pub fn write_response(
     if let Some(t) = view.header(HeaderName::To) {
         out.extend_from_slice(b"To: ");
         out.extend_from_slice(t);
-        let has_tag = nameaddr::parse(t).map(|n| n.tag().is_some());
-        if has_tag == Ok(false) && code != 100 && !to_tag.is_empty() {
+        let has_tag =
+            nameaddr::header_facts(view, HeaderName::To).map(|r| r.map(|n| n.tag.is_some()));
+        if has_tag == Some(Ok(false)) && code != 100 && !to_tag.is_empty() {
             out.extend_from_slice(b";tag=");
             out.extend_from_slice(to_tag);
         }
@@ -247,17 +278,17 @@ pub struct RelaySpec<'a> {
 /// magic cookie (so a retransmission maps to the same branch), else of the fields that
 /// identify the transaction in RFC 2543 terms.
 fn relay_branch(view: &View<'_>, secret: u64) -> u64 {
-    let top = via::top(view).and_then(|(_, v)| v.ok());
+    let top = via::top_facts(view).and_then(|(_, v)| v.ok());
     if let Some(b) = top
-        .and_then(|v| v.branch())
+        .and_then(|v| v.branch)
         .filter(|b| b.starts_with(MAGIC_COOKIE))
     {
         return KeyedHash::new(secret).field(b).finish();
     }
     let na = |h| {
-        view.header(h)
-            .and_then(|x| nameaddr::parse(x).ok())
-            .and_then(|n| n.tag())
+        nameaddr::header_facts(view, h)
+            .and_then(Result::ok)
+            .and_then(|n| n.tag)
             .unwrap_or(b"")
     };
     let seq = view
@@ -269,7 +300,7 @@ fn relay_branch(view: &View<'_>, secret: u64) -> u64 {
         .field(&seq.to_le_bytes())
         .field(na(HeaderName::From))
         .field(na(HeaderName::To))
-        .field(top.map_or(&b""[..], |v| v.raw))
+        .field(top.map_or(&b""[..], |v| v.via.raw))
         .field(view.request_uri())
         .finish()
 }
