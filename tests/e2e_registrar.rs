@@ -107,7 +107,7 @@ fn ue_register(
         "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP {ue};branch=z9hG4bKr{cseq};rport\r\n\
          Max-Forwards: 70\r\nFrom: <{aor}>;tag=4fa3\r\nTo: <{to}>\r\nCall-ID: reg-{ue}\r\n\
          CSeq: {cseq} REGISTER\r\nUser-Agent: IM-client/OMA1.0 Acme-Talk5000/v1.01\r\n\
-         Contact: <sip:ue@{ue}>;+g.oma.sip-im\r\nExpires: {expires}\r\n{auth}Content-Length: 0\r\n\r\n"
+         Contact: <sip:ue@{ue}>; + g.oma.sip-im\r\nExpires: {expires}\r\n{auth}Content-Length: 0\r\n\r\n"
     )
     .into_bytes()
 }

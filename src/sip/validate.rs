@@ -186,7 +186,9 @@ fn check_syntax<'a>(v: &View<'a>) -> Result<Syntax<'a>, Reject> {
                 continue;
             }
             for e in CommaIter::new(x) {
-                nameaddr::parse(e).map_err(|_| bad(Contact))?;
+                if nameaddr::parse(e).is_err() && !bracketed_contact(e) {
+                    return Err(bad(Contact));
+                }
             }
         }
     }
@@ -208,6 +210,25 @@ fn check_syntax<'a>(v: &View<'a>) -> Result<Syntax<'a>, Reject> {
 }
 
 /// Validates a scanned request (see the module doc for the order).
+/// A Contact whose URI is bracketed and valid, with header parameters we cannot tokenise
+/// strictly: the OMA IM seed (004, step 1) writes the feature tag as `; + g.oma.sip-im`. The
+/// parameters are not used for routing (the registrar reads feature tags leniently), so the
+/// request is served rather than refused; an unbracketed URI (RFC 4475 regbadct) still is not.
+fn bracketed_contact(e: &[u8]) -> bool {
+    let e = trim(e);
+    let Some(open) = e.iter().position(|&b| b == b'<') else {
+        return false;
+    };
+    let Some(close) = e.iter().rposition(|&b| b == b'>') else {
+        return false;
+    };
+    if close <= open {
+        return false;
+    }
+    let after = trim(&e[close + 1..]);
+    (after.is_empty() || after[0] == b';') && crate::sip::uri::parse(&e[open + 1..close]).is_ok()
+}
+
 pub fn check_request(v: &View<'_>, limits: &Limits) -> Result<(), Reject> {
     use HeaderName::*;
     if !v.is_request() {
