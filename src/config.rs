@@ -87,6 +87,26 @@ pub struct Config {
     pub auth: bool,
     /// Static blocked lists (loadgen's policy.jsonl) for labs and benchmarks without a GLMS.
     pub policy_file: Option<PathBuf>,
+    /// Where blocked lists come from: `embedded` (a GLMS in this process), `none`, or
+    /// `sip:HOST:PORT` (a standalone GLMS's notifier; then `glms_xcap` names its XCAP root).
+    pub glms: String,
+    /// XCAP root URL of a standalone GLMS, e.g. `http://127.0.0.1:8080/xcap-root`.
+    pub glms_xcap: Option<String>,
+    /// The embedded GLMS's XCAP (HTTP) address.
+    pub xcap: SocketAddr,
+    /// The embedded GLMS's notifier (SIP, UDP) address; port 0 picks a free one.
+    pub glms_sip: SocketAddr,
+}
+
+/// Where the blocked lists come from (SPEC D3, D4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GlmsMode {
+    None,
+    Embedded,
+    Remote {
+        sip: SocketAddr,
+        xcap_root_url: String,
+    },
 }
 
 impl Default for Config {
@@ -113,6 +133,10 @@ impl Default for Config {
             outbound_proxy: None,
             auth: true,
             policy_file: None,
+            glms: "embedded".to_owned(),
+            glms_xcap: None,
+            xcap: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            glms_sip: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -156,6 +180,34 @@ impl Config {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 
+    /// The GLMS mode `glms` and `glms_xcap` describe.
+    pub fn glms_mode(&self) -> Result<GlmsMode, ConfigError> {
+        let invalid = |message: &str| ConfigError::Invalid {
+            key: "glms",
+            message: message.to_owned(),
+        };
+        match self.glms.as_str() {
+            "none" => Ok(GlmsMode::None),
+            "embedded" => Ok(GlmsMode::Embedded),
+            other => {
+                let addr = other
+                    .strip_prefix("sip:")
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                    .ok_or_else(|| invalid("must be embedded, none, or sip:IP:PORT"))?;
+                let xcap = self.glms_xcap.clone().ok_or_else(|| {
+                    invalid("a standalone GLMS also needs glms_xcap (its XCAP root URL)")
+                })?;
+                if !xcap.starts_with("http://") {
+                    return Err(invalid("glms_xcap must be an http:// URL"));
+                }
+                Ok(GlmsMode::Remote {
+                    sip: addr,
+                    xcap_root_url: xcap.trim_end_matches('/').to_owned(),
+                })
+            }
+        }
+    }
+
     /// Checks cross-field constraints that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: &str| ConfigError::Invalid {
@@ -180,6 +232,7 @@ impl Config {
         if self.tcp_max_conns_per_worker == 0 || self.tcp_max_conns_per_worker > 1 << 24 {
             return Err(invalid("tcp_max_conns_per_worker", "must be 1..=16777216"));
         }
+        self.glms_mode()?;
         if self.workers > 1024 {
             return Err(invalid("workers", "must be at most 1024"));
         }

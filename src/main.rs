@@ -22,6 +22,49 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Run a standalone GLMS (XCAP server + xcap-diff notifier), or bulk-import documents.
+    #[command(args_conflicts_with_subcommands = true)]
+    Glms {
+        #[command(subcommand)]
+        command: Option<GlmsCommand>,
+        #[command(flatten)]
+        args: GlmsArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum GlmsCommand {
+    /// Load documents (JSON Lines: {"xui","auid","name","doc"} per line, as `loadgen dataset`
+    /// writes) into a GLMS data directory. Run it while no GLMS uses that directory.
+    Import {
+        #[arg(long, value_name = "DIR", default_value = "./data")]
+        data: PathBuf,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// A standalone GLMS; point an IM Server at it with `--glms sip:ADDR --glms-xcap URL`.
+#[derive(Args)]
+struct GlmsArgs {
+    /// Notifier SIP address (UDP).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5070")]
+    sip: SocketAddr,
+    /// XCAP HTTP address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    xcap: SocketAddr,
+    #[arg(long, value_name = "DIR", default_value = "./data")]
+    data: PathBuf,
+    /// Digest realm; the IM Server's identity is sip:im-server@<domain>.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    domain: String,
+    /// Peers whose asserted identities count (the IM Server, an aggregation proxy).
+    #[arg(long, value_name = "CIDR")]
+    trust: Vec<String>,
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off, default_value = "on")]
+    auth: bool,
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -84,6 +127,19 @@ struct RunArgs {
     /// Host written in the server's own Via [default: the SIP address's IP].
     #[arg(long, value_name = "HOST")]
     advertise: Option<String>,
+    /// Where blocked lists come from: embedded (default), none, or sip:IP:PORT of a standalone
+    /// GLMS (with --glms-xcap).
+    #[arg(long, value_name = "MODE")]
+    glms: Option<String>,
+    /// XCAP root URL of a standalone GLMS (http://IP:PORT/xcap-root).
+    #[arg(long, value_name = "URL")]
+    glms_xcap: Option<String>,
+    /// The embedded GLMS's XCAP address [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    xcap: Option<SocketAddr>,
+    /// The embedded GLMS's notifier SIP address [default: 127.0.0.1:0, any free port].
+    #[arg(long, value_name = "ADDR")]
+    glms_sip: Option<SocketAddr>,
     /// Static blocked lists (loadgen's policy.jsonl), for labs and benchmarks without a GLMS.
     #[arg(long, value_name = "FILE")]
     policy_file: Option<PathBuf>,
@@ -137,6 +193,18 @@ impl RunArgs {
         if let Some(v) = self.policy_file {
             cfg.policy_file = Some(v);
         }
+        if let Some(v) = self.glms {
+            cfg.glms = v;
+        }
+        if let Some(v) = self.glms_xcap {
+            cfg.glms_xcap = Some(v);
+        }
+        if let Some(v) = self.xcap {
+            cfg.xcap = v;
+        }
+        if let Some(v) = self.glms_sip {
+            cfg.glms_sip = v;
+        }
         if let Some(v) = self.advertise {
             cfg.advertise = Some(v);
         }
@@ -173,11 +241,18 @@ fn run(args: RunArgs) -> Result<()> {
         "imserver ready"
     );
     // One machine-readable line on stdout: scripts and tests learn the bound ports from it.
-    println!(
-        "imserver ready sip={} metrics={}",
-        server.sip_addr(),
-        server.metrics_addr()
-    );
+    match server.xcap_addr() {
+        Some(x) => println!(
+            "imserver ready sip={} metrics={} xcap={x}",
+            server.sip_addr(),
+            server.metrics_addr()
+        ),
+        None => println!(
+            "imserver ready sip={} metrics={}",
+            server.sip_addr(),
+            server.metrics_addr()
+        ),
+    }
     if let Some(sig) = signals.forever().next() {
         tracing::info!(signal = sig, "shutting down");
     }
@@ -233,10 +308,61 @@ fn user(cmd: UserCommand) -> Result<()> {
     Ok(())
 }
 
+fn glms(command: Option<GlmsCommand>, args: GlmsArgs) -> Result<()> {
+    if let Some(GlmsCommand::Import { data, files }) = command {
+        let report = imserver::glms::import::import(&data, &files)?;
+        println!(
+            "imported {} of {} documents in {} ms ({:.0} docs/s, {} commits)",
+            report.imported,
+            report.lines,
+            report.elapsed_ms,
+            report.docs_per_s(),
+            report.commits
+        );
+        for f in &report.failures {
+            eprintln!("{f}");
+        }
+        anyhow::ensure!(report.ok(), "{} documents failed; see above", report.failed);
+        return Ok(());
+    }
+    init_logging(args.log.as_deref());
+    let mut trust = imserver::auth::TrustList::new();
+    let ranges = if args.trust.is_empty() {
+        vec!["127.0.0.1/32".to_owned(), "::1/128".to_owned()]
+    } else {
+        args.trust
+    };
+    for t in &ranges {
+        trust.push(imserver::auth::trust::parse(t).with_context(|| format!("--trust {t}"))?);
+    }
+    let creds = imserver::store::CredentialStore::new(&args.data).load()?;
+    let creds = std::sync::Arc::new(creds);
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let mut g = imserver::glms::runner::Glms::start(imserver::glms::runner::GlmsConfig {
+        sip: args.sip,
+        xcap: args.xcap,
+        data: args.data,
+        domain: args.domain,
+        trust,
+        auth: args.auth,
+        credentials: std::sync::Arc::new(move || creds.clone()),
+    })?;
+    println!("glms ready sip={} xcap={}", g.sip_addr(), g.xcap_addr());
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!(signal = sig, "shutting down");
+    }
+    g.shutdown();
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(args),
         Command::User { command } => user(command),
+        Command::Glms { command, args } => glms(command, args),
     }
 }

@@ -23,6 +23,7 @@ pub struct Server {
     transports: Option<Transports>,
     slow: SlowPath,
     metrics_server: MetricsServer,
+    glms: Option<crate::glms::runner::Glms>,
     policy: Arc<PolicyTable>,
     metrics: Arc<Metrics>,
     sip_addr: SocketAddr,
@@ -138,6 +139,9 @@ impl Server {
         })
         .with_context(|| format!("binding SIP on {}", cfg.sip))?;
         let sip_addr = transports.local_addr();
+        std::fs::create_dir_all(&cfg.data)
+            .with_context(|| format!("creating data directory {}", cfg.data.display()))?;
+        let (glms, glms_link) = start_glms(&cfg, &trust, sip_addr, &gate)?;
         let stats = transports.stats();
         metrics.add_section(Box::new(move |s| {
             crate::transport_metrics::render(&stats, s)
@@ -162,19 +166,23 @@ impl Server {
                 Box::new(move || p.len() as u64),
             );
         }
-        std::fs::create_dir_all(&cfg.data)
-            .with_context(|| format!("creating data directory {}", cfg.data.display()))?;
         let slow = SlowPath::start(
             SlowConfig {
                 secret,
                 trust,
                 limits,
-                glms: false,
                 registrar: RegistrarConfig::default(),
                 settings: SettingsConfig::default(),
                 gate,
                 data: cfg.data.clone(),
+                glms: glms_link,
+                domain: cfg.domain.clone(),
+                own_host: own
+                    .get()
+                    .map_or_else(|| sip_addr.ip().to_string(), |(h, _)| h.clone()),
+                own_port: sip_addr.port(),
             },
+            slow_tx.clone(),
             slow_rx,
             transports.handle(),
             policy.clone(),
@@ -189,6 +197,7 @@ impl Server {
             policy,
             metrics,
             sip_addr,
+            glms,
         })
     }
 
@@ -197,6 +206,14 @@ impl Server {
     }
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_server.local_addr()
+    }
+    /// The embedded GLMS's XCAP address, when one runs.
+    pub fn xcap_addr(&self) -> Option<SocketAddr> {
+        self.glms.as_ref().map(|g| g.xcap_addr())
+    }
+    /// The embedded GLMS's notifier (SIP) address, when one runs.
+    pub fn glms_sip_addr(&self) -> Option<SocketAddr> {
+        self.glms.as_ref().map(|g| g.sip_addr())
     }
     /// The fast path's policy snapshots (tests and embedding code may publish into it).
     pub fn policy(&self) -> &Arc<PolicyTable> {
@@ -215,7 +232,55 @@ impl Server {
             t.shutdown();
         }
         self.slow.shutdown();
+        if let Some(mut g) = self.glms.take() {
+            g.shutdown();
+        }
         self.metrics_server.stop();
+    }
+}
+
+/// Starts the embedded GLMS, or describes the standalone one (SPEC D4), per `cfg.glms`.
+fn start_glms(
+    cfg: &Config,
+    trust: &TrustList,
+    sip_addr: SocketAddr,
+    gate: &Arc<crate::gate::Gate>,
+) -> Result<(
+    Option<crate::glms::runner::Glms>,
+    Option<crate::slowpath::GlmsLink>,
+)> {
+    use crate::config::GlmsMode;
+    match cfg.glms_mode()? {
+        GlmsMode::None => Ok((None, None)),
+        GlmsMode::Remote { sip, xcap_root_url } => {
+            Ok((None, Some(crate::slowpath::GlmsLink { sip, xcap_root_url })))
+        }
+        GlmsMode::Embedded => {
+            // The embedded GLMS trusts the IM Server's own address (its SUBSCRIBEs and XCAP
+            // fetches assert sip:im-server@<domain>) besides the configured core.
+            let mut glms_trust = trust.clone();
+            let own = if sip_addr.is_ipv4() { "/32" } else { "/128" };
+            glms_trust.push(crate::auth::trust::parse(&format!(
+                "{}{own}",
+                sip_addr.ip()
+            ))?);
+            let creds = gate.clone();
+            let g = crate::glms::runner::Glms::start(crate::glms::runner::GlmsConfig {
+                sip: cfg.glms_sip,
+                xcap: cfg.xcap,
+                data: cfg.data.clone(),
+                domain: cfg.domain.clone(),
+                trust: glms_trust,
+                auth: cfg.auth,
+                credentials: Arc::new(move || creds.creds.load_full()),
+            })
+            .with_context(|| format!("starting the embedded GLMS (XCAP on {})", cfg.xcap))?;
+            let link = crate::slowpath::GlmsLink {
+                sip: g.sip_addr(),
+                xcap_root_url: g.xcap_root_url().to_owned(),
+            };
+            Ok((Some(g), Some(link)))
+        }
     }
 }
 

@@ -54,7 +54,7 @@ fn options_over_udp_and_tcp() {
 
 #[test]
 fn registered_user_gets_messages_and_480_after_the_binding_expires() {
-    let s = ServerProc::start(&[]);
+    let s = ServerProc::start(&["--glms", "none"]);
     let core = Udp::bind();
     let bob_ue = Udp::bind();
     core.send(s.sip, &register(BOB, bob_ue.addr(), core.addr(), 2, "reg1"));

@@ -20,6 +20,8 @@ fn start() -> (Server, tempfile::TempDir) {
         metrics: "127.0.0.1:0".parse().unwrap(),
         data: dir.path().to_owned(),
         workers: 2,
+        // The snapshot is fed through the library API here; the GLMS has its own tests.
+        glms: "none".into(),
         ..Config::default()
     };
     (Server::start(cfg).expect("server starts"), dir)

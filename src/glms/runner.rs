@@ -11,7 +11,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use super::http::{ChangeEvent, HttpLimits, XcapConfig, XcapServer};
-use super::notifier::{DocChangeEvent, DocIndex, GlmsSip, GlmsSipConfig, NotifierConfig, NotifierHandle, SubscriptionStore};
+use super::notifier::{
+    DocChangeEvent, DocIndex, GlmsSip, GlmsSipConfig, NotifierConfig, NotifierHandle,
+    SubscriptionStore,
+};
 use super::store::{DocKey, DocStore};
 use crate::auth::TrustList;
 
@@ -65,10 +68,15 @@ struct Subs(DocStore);
 
 impl SubscriptionStore for Subs {
     fn put_subscription(&self, id: &str, bytes: &[u8]) -> std::io::Result<()> {
-        self.0.put_subscription(id, bytes).map_err(std::io::Error::other)
+        self.0
+            .put_subscription(id, bytes)
+            .map_err(std::io::Error::other)
     }
     fn remove_subscription(&self, id: &str) -> std::io::Result<()> {
-        self.0.remove_subscription(id).map(drop).map_err(std::io::Error::other)
+        self.0
+            .remove_subscription(id)
+            .map(drop)
+            .map_err(std::io::Error::other)
     }
     fn subscriptions(&self) -> std::io::Result<Vec<(String, Vec<u8>)>> {
         self.0.subscriptions().map_err(std::io::Error::other)
@@ -137,10 +145,14 @@ impl Glms {
     }
 
     pub fn xcap_addr(&self) -> SocketAddr {
-        self.xcap.as_ref().map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |x| x.local_addr())
+        self.xcap
+            .as_ref()
+            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |x| x.local_addr())
     }
     pub fn sip_addr(&self) -> SocketAddr {
-        self.sip.as_ref().map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.local_addr())
+        self.sip
+            .as_ref()
+            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.local_addr())
     }
     /// `http://ADDR/xcap-root`.
     pub fn xcap_root_url(&self) -> &str {

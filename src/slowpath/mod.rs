@@ -17,12 +17,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod glms;
 mod publish;
 mod queue;
 mod register;
 mod respond;
 
-pub use queue::{Next, QueueFull, SlowJob, SlowQueue, SlowReceiver, slow_queue};
+pub use glms::GlmsLink;
+pub use queue::{Next, QueueFull, SlowItem, SlowJob, SlowQueue, SlowReceiver, slow_queue};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,9 +48,14 @@ pub struct SlowConfig {
     pub secret: u64,
     pub trust: TrustList,
     pub limits: Limits,
-    /// Whether a GLMS supplies blocked lists. Without one, a user's lists are known to be empty
-    /// at once; with one, they are pending until fetched (D6).
-    pub glms: bool,
+    /// The GLMS that supplies blocked lists. Without one, a user's lists are known to be
+    /// empty at once; with one, they are pending until fetched (D6).
+    pub glms: Option<GlmsLink>,
+    /// The served domain (the server's identity `sip:im-server@<domain>`).
+    pub domain: String,
+    /// Our own SIP host and port (Contact and Via of the SUBSCRIBEs we send).
+    pub own_host: String,
+    pub own_port: u16,
     pub registrar: RegistrarConfig,
     pub settings: SettingsConfig,
     pub gate: Arc<Gate>,
@@ -65,6 +72,7 @@ pub struct SlowPath {
 impl SlowPath {
     pub fn start(
         cfg: SlowConfig,
+        queue: SlowQueue,
         rx: SlowReceiver,
         net: TransportHandle,
         policy: Arc<PolicyTable>,
@@ -74,7 +82,17 @@ impl SlowPath {
         let stop2 = stop.clone();
         let credentials = CredentialStore::new(&cfg.data);
         let store = Store::open(&cfg.data).map_err(std::io::Error::other)?;
-        let mut state = State::new(cfg, store, credentials, net, policy, metrics)
+        let link = match &cfg.glms {
+            Some(g) => Some(glms::Link::new(
+                g,
+                &cfg.domain,
+                &cfg.own_host,
+                cfg.own_port,
+                queue,
+            )?),
+            None => None,
+        };
+        let mut state = State::new(cfg, store, credentials, link, net, policy, metrics)
             .map_err(std::io::Error::other)?;
         // Credentials are in force before the first request is served.
         state.reload_credentials(now_ms());
@@ -82,6 +100,9 @@ impl SlowPath {
             .name("slowpath".into())
             .spawn(move || {
                 state.run(&rx, &stop2);
+                if let Some(link) = state.glms.take() {
+                    link.shutdown();
+                }
             })?;
         Ok(Self {
             stop,
@@ -118,6 +139,8 @@ pub struct State {
     next_credentials_check_ms: u64,
     /// Responses of the current burst, sent only after its changes are durable.
     pending: Vec<(Dest, Vec<u8>)>,
+    /// The GLMS subscriber, when a GLMS is configured.
+    glms: Option<glms::Link>,
 }
 
 /// Longest sleep between timer checks: bounds how late an expiry can be seen.
@@ -129,6 +152,7 @@ impl State {
         cfg: SlowConfig,
         store: Store,
         credentials: CredentialStore,
+        glms: Option<glms::Link>,
         net: TransportHandle,
         policy: Arc<PolicyTable>,
         metrics: Arc<Metrics>,
@@ -146,8 +170,18 @@ impl State {
             credentials_seen: None,
             next_credentials_check_ms: 0,
             pending: Vec::new(),
+            glms,
         };
         let now = now_ms();
+        // D6: the last known lists apply at once after a restart; they are revalidated when
+        // the subscriptions run again.
+        if let Some(link) = state.glms.as_mut() {
+            let cached = state.store.policy_cache()?;
+            link.sub
+                .restore(now, cached.into_iter().map(|(_, e)| e).collect());
+            state.glms_poll();
+            link_dirty_drop(&mut state);
+        }
         let bindings = state.store.bindings()?;
         let pubs = state.store.publications()?;
         let events = state.registrar.restore(
@@ -189,7 +223,18 @@ impl State {
     /// responses. If the write fails the responses are still sent (the change is live in
     /// memory) and the failure is logged loudly: refusing service would not un-send them.
     fn flush(&mut self) {
+        let cache = self.glms.as_mut().map_or_else(Vec::new, |l| {
+            l.sub
+                .export_dirty()
+                .into_iter()
+                .map(|c| match c {
+                    crate::subscriber::CacheChange::Put(e) => (e.aor.clone(), Some(e)),
+                    crate::subscriber::CacheChange::Remove { aor } => (aor, None),
+                })
+                .collect()
+        });
         let batch = Batch {
+            cache,
             bindings: self
                 .registrar
                 .changed_aors()
@@ -248,9 +293,11 @@ impl State {
     fn run(&mut self, rx: &SlowReceiver, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
             let now = self.now_ms();
+            let sub_wake = self.glms.as_ref().and_then(|l| l.sub.next_wakeup_ms());
             let wake = [
                 self.registrar.next_wakeup_ms(),
                 self.settings.next_wakeup_ms(),
+                sub_wake,
             ]
             .into_iter()
             .flatten()
@@ -263,10 +310,14 @@ impl State {
                     self.handle(&job);
                     // Drain a burst into one durable batch before looking at timers again.
                     for _ in 0..1024 {
-                        let Some(job) = rx.try_next() else { break };
-                        self.handle(&job);
+                        match rx.try_next() {
+                            Some(Next::Job(job)) => self.handle(&job),
+                            Some(Next::Fetched(done)) => self.glms_fetched(done),
+                            _ => break,
+                        }
                     }
                 }
+                Next::Fetched(done) => self.glms_fetched(done),
                 Next::Timeout => {}
                 Next::Closed => break,
             }
@@ -291,6 +342,7 @@ impl State {
                 self.publish_isb(aor.as_str());
             }
         }
+        self.glms_poll();
     }
 
     fn handle(&mut self, job: &SlowJob) {
@@ -302,11 +354,14 @@ impl State {
         }
         let view = parsed.view(&job.bytes);
         if view.is_response() {
-            // Responses to our own requests (GLMS subscriptions) are matched here once the
-            // subscriber exists; until then there is nothing to match them to.
-            self.metrics
-                .slow_block()
-                .dropped(DropReason::ResponseNotOurs);
+            // Responses to our own SUBSCRIBEs (the fast path routes them by branch prefix).
+            if self.glms.is_some() {
+                self.glms_response(&view);
+            } else {
+                self.metrics
+                    .slow_block()
+                    .dropped(DropReason::ResponseNotOurs);
+            }
         } else {
             match view.method() {
                 Method::Register => register::on_register(self, &view, &job.src),
@@ -319,14 +374,7 @@ impl State {
                     "Bad Event",
                     &[("Allow-Events", b"")],
                 ),
-                Method::Notify => respond::send(
-                    self,
-                    &view,
-                    &job.src,
-                    481,
-                    "Subscription Does Not Exist",
-                    &[],
-                ),
+                Method::Notify => self.glms_notify(&view, &job.src),
                 _ => respond::send(
                     self,
                     &view,
@@ -342,11 +390,29 @@ impl State {
 
     /// Publishes registrar changes into the fast path's snapshot.
     fn apply_registrar_events(&mut self, events: &[RegistrarEvent]) {
+        let now = self.now_ms();
+        if let Some(link) = self.glms.as_mut() {
+            for ev in events {
+                match ev {
+                    // D5: the subscription starts with the first binding ...
+                    RegistrarEvent::FirstBinding { aor } => {
+                        if let Err(e) = link.sub.on_first_binding(now, aor.as_str()) {
+                            tracing::warn!(aor = aor.as_str(), error = %e, "cannot subscribe");
+                        }
+                    }
+                    // ... and ends a grace period after the last one goes.
+                    RegistrarEvent::LastBindingGone { aor } => {
+                        link.sub.on_last_binding_gone(now, aor.as_str())
+                    }
+                    RegistrarEvent::TargetChanged { .. } => {}
+                }
+            }
+        }
         for ev in events {
             if let RegistrarEvent::TargetChanged { aor, target } = ev {
                 let key = Identity::from_canonical(aor.as_str().as_bytes());
                 let target = target.as_ref().and_then(relay_target);
-                let known = !self.cfg.glms;
+                let known = self.cfg.glms.is_none();
                 let isb = self.settings.effective(aor.as_str()).isb;
                 self.policy.update(&key, |old| {
                     Some(match old {
@@ -373,7 +439,7 @@ impl State {
         {
             return;
         }
-        let known = !self.cfg.glms;
+        let known = self.cfg.glms.is_none();
         self.policy.update(&key, |old| match old {
             Some(p) => Some(UserPolicy { isb, ..p.clone() }),
             // A user who published settings but never registered is known: MESSAGEs get 480
@@ -384,6 +450,13 @@ impl State {
                 ..UserPolicy::default()
             }),
         });
+    }
+}
+
+/// Restoring marks the cache dirty; it is already on disk.
+fn link_dirty_drop(state: &mut State) {
+    if let Some(link) = state.glms.as_mut() {
+        drop(link.sub.export_dirty());
     }
 }
 

@@ -27,17 +27,24 @@ impl SlowJob {
     }
 }
 
+/// What the slow path's queue carries: SIP from the workers, finished XCAP fetches from the
+/// fetcher threads (so a fetched document is acted on at once, not at the next timer tick).
+pub enum SlowItem {
+    Sip(SlowJob),
+    Fetched(crate::subscriber::FetchDone),
+}
+
 /// The producer side, cloned into every worker.
 #[derive(Clone)]
 pub struct SlowQueue {
-    tx: SyncSender<SlowJob>,
+    tx: SyncSender<SlowItem>,
     depth: Arc<AtomicUsize>,
     capacity: usize,
 }
 
 /// The consumer side, owned by the slow-path thread.
 pub struct SlowReceiver {
-    rx: Receiver<SlowJob>,
+    rx: Receiver<SlowItem>,
     depth: Arc<AtomicUsize>,
 }
 
@@ -61,7 +68,7 @@ pub fn slow_queue(capacity: usize) -> (SlowQueue, SlowReceiver) {
 
 impl SlowQueue {
     pub fn try_push(&self, job: SlowJob) -> Result<(), QueueFull> {
-        match self.tx.try_send(job) {
+        match self.tx.try_send(SlowItem::Sip(job)) {
             Ok(()) => {
                 self.depth.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -69,6 +76,16 @@ impl SlowQueue {
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(QueueFull),
         }
     }
+    /// Hands a finished fetch to the slow path. It waits for room rather than drop the
+    /// result (a fetcher thread may block; a worker never calls this).
+    pub fn push_fetched(&self, done: crate::subscriber::FetchDone) -> Result<(), QueueFull> {
+        self.tx
+            .send(SlowItem::Fetched(done))
+            .map_err(|_| QueueFull)?;
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     pub fn depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
     }
@@ -80,6 +97,7 @@ impl SlowQueue {
 /// What a wait on the queue produced.
 pub enum Next {
     Job(SlowJob),
+    Fetched(crate::subscriber::FetchDone),
     Timeout,
     Closed,
 }
@@ -87,19 +105,25 @@ pub enum Next {
 impl SlowReceiver {
     pub fn next(&self, wait: Duration) -> Next {
         match self.rx.recv_timeout(wait) {
-            Ok(job) => {
+            Ok(item) => {
                 self.depth.fetch_sub(1, Ordering::Relaxed);
-                Next::Job(job)
+                match item {
+                    SlowItem::Sip(job) => Next::Job(job),
+                    SlowItem::Fetched(done) => Next::Fetched(done),
+                }
             }
             Err(RecvTimeoutError::Timeout) => Next::Timeout,
             Err(RecvTimeoutError::Disconnected) => Next::Closed,
         }
     }
-    /// A job already waiting, without blocking (to drain a burst into one store batch).
-    pub fn try_next(&self) -> Option<SlowJob> {
-        let job = self.rx.try_recv().ok()?;
+    /// An item already waiting, without blocking (to drain a burst into one store batch).
+    pub fn try_next(&self) -> Option<Next> {
+        let item = self.rx.try_recv().ok()?;
         self.depth.fetch_sub(1, Ordering::Relaxed);
-        Some(job)
+        Some(match item {
+            SlowItem::Sip(job) => Next::Job(job),
+            SlowItem::Fetched(done) => Next::Fetched(done),
+        })
     }
 }
 
@@ -126,7 +150,7 @@ mod tests {
         assert_eq!(q.depth(), 2);
         assert!(matches!(r.next(Duration::from_millis(10)), Next::Job(j) if j.bytes == b"a"));
         assert_eq!(q.depth(), 1);
-        assert!(r.try_next().is_some());
+        assert!(matches!(r.try_next(), Some(Next::Job(_))));
         assert!(matches!(r.next(Duration::from_millis(10)), Next::Timeout));
         drop(q);
         assert!(matches!(r.next(Duration::from_millis(10)), Next::Closed));

@@ -21,10 +21,12 @@ use redb::{Database, ReadableTable, TableDefinition};
 use crate::auth::Credentials;
 use crate::registrar::Binding;
 use crate::settings::Publication;
+use crate::subscriber::CacheEntry;
 
 const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
 const PUBLICATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("publications");
 const CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("credentials");
+const POLICY_CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("policy_cache");
 const CREDENTIALS_KEY: &str = "all";
 
 #[derive(Debug, thiserror::Error)]
@@ -49,11 +51,13 @@ fn db_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
 pub struct Batch {
     pub bindings: Vec<(String, Option<Vec<Binding>>)>,
     pub publications: Vec<(String, Option<Vec<Publication>>)>,
+    /// The GLMS documents and ETags each user's compiled policy came from (D6).
+    pub cache: Vec<(String, Option<CacheEntry>)>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.bindings.is_empty() && self.publications.is_empty()
+        self.bindings.is_empty() && self.publications.is_empty() && self.cache.is_empty()
     }
 }
 
@@ -72,6 +76,7 @@ impl Store {
         let tx = db.begin_write().map_err(|e| db_err(&path, e))?;
         tx.open_table(BINDINGS).map_err(|e| db_err(&path, e))?;
         tx.open_table(PUBLICATIONS).map_err(|e| db_err(&path, e))?;
+        tx.open_table(POLICY_CACHE).map_err(|e| db_err(&path, e))?;
         tx.commit().map_err(|e| db_err(&path, e))?;
         Ok(Self { db, path })
     }
@@ -92,6 +97,10 @@ impl Store {
             for (aor, rows) in &batch.publications {
                 put(&mut t, aor, rows.as_ref()).map_err(|e| db_err(p, e))?;
             }
+            let mut t = tx.open_table(POLICY_CACHE).map_err(|e| db_err(p, e))?;
+            for (aor, entry) in &batch.cache {
+                put(&mut t, aor, entry.as_ref()).map_err(|e| db_err(p, e))?;
+            }
         }
         tx.commit().map_err(|e| db_err(p, e))
     }
@@ -102,6 +111,10 @@ impl Store {
 
     pub fn publications(&self) -> Result<Vec<(String, Vec<Publication>)>, StoreError> {
         self.load(PUBLICATIONS, "publications")
+    }
+
+    pub fn policy_cache(&self) -> Result<Vec<(String, CacheEntry)>, StoreError> {
+        self.load(POLICY_CACHE, "policy_cache")
     }
 
     fn load<T: serde::de::DeserializeOwned>(

@@ -35,11 +35,13 @@ fn batches_survive_reopen_and_none_removes() {
                 ),
             ],
             publications: vec![],
+            cache: vec![],
         })
         .unwrap();
         s.write(&Batch {
             bindings: vec![("tom@example.com".into(), None)],
             publications: vec![],
+            cache: vec![],
         })
         .unwrap();
     }

@@ -15,6 +15,8 @@ pub struct ServerProc {
     child: Child,
     pub sip: SocketAddr,
     pub metrics: SocketAddr,
+    /// The embedded GLMS's XCAP address (absent with `--glms none`).
+    pub xcap: Option<SocketAddr>,
     pub data: tempfile::TempDir,
     stderr: Option<std::thread::JoinHandle<String>>,
 }
@@ -32,6 +34,8 @@ impl ServerProc {
                 "--sip",
                 "127.0.0.1:0",
                 "--metrics",
+                "127.0.0.1:0",
+                "--xcap",
                 "127.0.0.1:0",
                 "--workers",
                 "2",
@@ -59,7 +63,7 @@ impl ServerProc {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
-        let (sip, metrics) = loop {
+        let (sip, metrics, xcap) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
@@ -81,6 +85,7 @@ impl ServerProc {
             child,
             sip,
             metrics,
+            xcap,
             data,
             stderr: Some(stderr),
         }
@@ -130,19 +135,23 @@ impl Drop for ServerProc {
     }
 }
 
-fn parse_ready(rest: &str) -> (SocketAddr, SocketAddr) {
+fn parse_ready(rest: &str) -> (SocketAddr, SocketAddr, Option<SocketAddr>) {
     let mut sip = None;
     let mut metrics = None;
+    let mut xcap = None;
     for kv in rest.split_whitespace() {
         if let Some(v) = kv.strip_prefix("sip=") {
             sip = v.parse().ok();
         } else if let Some(v) = kv.strip_prefix("metrics=") {
             metrics = v.parse().ok();
+        } else if let Some(v) = kv.strip_prefix("xcap=") {
+            xcap = v.parse().ok();
         }
     }
     (
         sip.expect("sip= in ready line"),
         metrics.expect("metrics= in ready line"),
+        xcap,
     )
 }
 
