@@ -154,6 +154,8 @@ type Section = Box<dyn Fn(&mut String) + Send + Sync>;
 /// All counters of one server.
 pub struct Metrics {
     blocks: Box<[WorkerCounters]>,
+    /// Compiled policies from the GLMS published into the snapshot (D2, D3).
+    glms_policies: AtomicU64,
     gauges: Mutex<Vec<(&'static str, &'static str, Gauge)>>,
     sections: Mutex<Vec<Section>>,
 }
@@ -163,6 +165,7 @@ impl Metrics {
     pub fn new(blocks: usize) -> Self {
         Self {
             blocks: (0..blocks.max(1)).map(|_| WorkerCounters::new()).collect(),
+            glms_policies: AtomicU64::new(0),
             gauges: Mutex::new(Vec::new()),
             sections: Mutex::new(Vec::new()),
         }
@@ -176,6 +179,11 @@ impl Metrics {
     /// The last block, reserved for the slow path.
     pub fn slow_block(&self) -> &WorkerCounters {
         &self.blocks[self.blocks.len() - 1]
+    }
+
+    /// A compiled policy from the GLMS took effect.
+    pub fn glms_policy_applied(&self) {
+        self.glms_policies.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn add_gauge(&self, name: &'static str, help: &'static str, f: Gauge) {
@@ -269,6 +277,17 @@ impl Metrics {
         for ((_, n), v) in DropReason::ALL.iter().zip(drops) {
             let _ = writeln!(s, "imserver_drops_total{{reason=\"{n}\"}} {v}");
         }
+        header(
+            &mut s,
+            "imserver_glms_policies_applied_total",
+            "Compiled blocked-list policies from the GLMS published to the fast path",
+            "counter",
+        );
+        let _ = writeln!(
+            s,
+            "imserver_glms_policies_applied_total {}",
+            self.glms_policies.load(Ordering::Relaxed)
+        );
         for (name, help, f) in lock(&self.gauges).iter() {
             header(&mut s, name, help, "gauge");
             let _ = writeln!(s, "{name} {}", f());

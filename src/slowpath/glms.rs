@@ -143,6 +143,7 @@ impl State {
                 ..lists
             })
         });
+        self.metrics.glms_policy_applied();
     }
 
     /// D5: the subscription ended after the grace period. A user with neither a binding nor

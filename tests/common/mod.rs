@@ -28,21 +28,34 @@ impl ServerProc {
     }
 
     pub fn start_with_data(extra: &[&str], data: tempfile::TempDir) -> Self {
+        let mut args = vec![
+            "run",
+            "--sip",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--xcap",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, data, "imserver ready ")
+    }
+
+    /// A standalone GLMS (`imserver glms`) on ephemeral ports; `sip` is its notifier address,
+    /// `xcap` its XCAP address.
+    pub fn start_glms(extra: &[&str], data: tempfile::TempDir) -> Self {
+        let mut args = vec!["glms", "--sip", "127.0.0.1:0", "--xcap", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, data, "glms ready ")
+    }
+
+    fn spawn(args: &[&str], data: tempfile::TempDir, ready: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_imserver"))
-            .args([
-                "run",
-                "--sip",
-                "127.0.0.1:0",
-                "--metrics",
-                "127.0.0.1:0",
-                "--xcap",
-                "127.0.0.1:0",
-                "--workers",
-                "2",
-            ])
+            .args(args)
             .arg("--data")
             .arg(data.path())
-            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -67,7 +80,7 @@ impl ServerProc {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("imserver ready ") {
+                    if let Some(rest) = line.strip_prefix(ready) {
                         break parse_ready(rest);
                     }
                 }
@@ -148,11 +161,9 @@ fn parse_ready(rest: &str) -> (SocketAddr, SocketAddr, Option<SocketAddr>) {
             xcap = v.parse().ok();
         }
     }
-    (
-        sip.expect("sip= in ready line"),
-        metrics.expect("metrics= in ready line"),
-        xcap,
-    )
+    let sip = sip.expect("sip= in ready line");
+    // A standalone GLMS has no metrics endpoint; `metrics` then repeats its SIP address.
+    (sip, metrics.unwrap_or(sip), xcap)
 }
 
 /// A UDP endpoint on loopback with a bounded receive.
@@ -352,4 +363,47 @@ pub fn ok_for(req: &str) -> Vec<u8> {
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     out.into_bytes()
+}
+
+/// One HTTP/1.1 exchange (Connection: close): (status, headers as "name: value" lines, body).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut c = TcpStream::connect_timeout(&addr, WAIT).expect("http connect");
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.write_all(req.as_bytes()).unwrap();
+    c.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    let _ = c.read_to_end(&mut resp);
+    let end = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(resp.len(), |i| i + 4);
+    let head = String::from_utf8_lossy(&resp[..end]).into_owned();
+    let code = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, head, resp[end..].to_vec())
+}
+
+/// Waits (bounded by `WAIT`) until `metric` (exact name with labels) reaches `at_least`.
+pub fn wait_metric(server: &ServerProc, metric: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = server.metric(metric);
+        if v >= at_least || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
