@@ -243,9 +243,12 @@ fn run(args: RunArgs) -> Result<()> {
     // One machine-readable line on stdout: scripts and tests learn the bound ports from it.
     match server.xcap_addr() {
         Some(x) => println!(
-            "imserver ready sip={} metrics={} xcap={x}",
+            "imserver ready sip={} metrics={} xcap={x} glms={}",
             server.sip_addr(),
-            server.metrics_addr()
+            server.metrics_addr(),
+            server
+                .glms_sip_addr()
+                .map_or_else(String::new, |a| a.to_string())
         ),
         None => println!(
             "imserver ready sip={} metrics={}",

@@ -339,6 +339,23 @@ fn tom_cannot_read_change_or_subscribe_to_bobs_documents() {
             .contains("www-authenticate: digest"),
         "{head}"
     );
+    // Nor can Tom subscribe to Bob's documents at the GLMS's notifier (D4, G3): 403.
+    let glms = s.glms.expect("the embedded notifier's address");
+    let peer = Udp::bind();
+    let body = "<?xml version=\"1.0\"?><resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list>\
+                <entry uri=\"resource-lists/users/sip:bob@example.com/index\"/></list></resource-lists>";
+    let sub = format!(
+        "SUBSCRIBE {BOB} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bKtomsub;rport\r\nMax-Forwards: 70\r\n\
+         From: <{TOM}>;tag=t1\r\nTo: <{BOB}>\r\nCall-ID: tomsub\r\nCSeq: 1 SUBSCRIBE\r\n\
+         P-Asserted-Identity: <{TOM}>\r\nContact: <sip:tom@{via}>\r\nEvent: xcap-diff\r\n\
+         Accept: application/xcap-diff+xml\r\nExpires: 600\r\nContent-Type: application/resource-lists+xml\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len(),
+        via = peer.addr()
+    );
+    peer.send(glms, sub.as_bytes());
+    let r = peer.recv().expect("an answer to Tom's SUBSCRIBE");
+    assert_eq!(status(&r), 403, "{r}");
     // Bob's document is unchanged.
     let (code, _, body) = http(
         xcap,

@@ -17,6 +17,8 @@ pub struct ServerProc {
     pub metrics: SocketAddr,
     /// The embedded GLMS's XCAP address (absent with `--glms none`).
     pub xcap: Option<SocketAddr>,
+    /// The embedded GLMS's notifier (SIP) address.
+    pub glms: Option<SocketAddr>,
     pub data: tempfile::TempDir,
     stderr: Option<std::thread::JoinHandle<String>>,
 }
@@ -76,7 +78,7 @@ impl ServerProc {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
-        let (sip, metrics, xcap) = loop {
+        let (sip, metrics, xcap, glms) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
@@ -99,6 +101,7 @@ impl ServerProc {
             sip,
             metrics,
             xcap,
+            glms,
             data,
             stderr: Some(stderr),
         }
@@ -148,10 +151,18 @@ impl Drop for ServerProc {
     }
 }
 
-fn parse_ready(rest: &str) -> (SocketAddr, SocketAddr, Option<SocketAddr>) {
+fn parse_ready(
+    rest: &str,
+) -> (
+    SocketAddr,
+    SocketAddr,
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+) {
     let mut sip = None;
     let mut metrics = None;
     let mut xcap = None;
+    let mut glms = None;
     for kv in rest.split_whitespace() {
         if let Some(v) = kv.strip_prefix("sip=") {
             sip = v.parse().ok();
@@ -159,11 +170,13 @@ fn parse_ready(rest: &str) -> (SocketAddr, SocketAddr, Option<SocketAddr>) {
             metrics = v.parse().ok();
         } else if let Some(v) = kv.strip_prefix("xcap=") {
             xcap = v.parse().ok();
+        } else if let Some(v) = kv.strip_prefix("glms=") {
+            glms = v.parse().ok();
         }
     }
     let sip = sip.expect("sip= in ready line");
     // A standalone GLMS has no metrics endpoint; `metrics` then repeats its SIP address.
-    (sip, metrics.unwrap_or(sip), xcap)
+    (sip, metrics.unwrap_or(sip), xcap, glms)
 }
 
 /// A UDP endpoint on loopback with a bounded receive.
