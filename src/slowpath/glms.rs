@@ -51,6 +51,9 @@ impl Link {
         let contact = format!("sip:im-server@{sent_by}");
         let mut cfg = SubscriberConfig::new(link.sip, domain, &contact, &link.xcap_root_url);
         cfg.max_aors = 10_000_000;
+        // The SUBSCRIBE goes over UDP: retransmit it (RFC 3261 §17.1.2.2, Timer E from T1),
+        // so a GLMS that comes up late answers within seconds, not after Timer F.
+        cfg.retransmit_t1_ms = Some(500);
         cfg.id_seed = rand::random();
         let identity = cfg.own_identity.clone();
         let fetcher = Fetcher::start(4, 65_536, &identity, Duration::from_secs(5), move |done| {

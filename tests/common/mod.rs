@@ -53,6 +53,13 @@ impl ServerProc {
         Self::spawn(&args, data, "glms ready ")
     }
 
+    /// A standalone GLMS on the addresses given in `extra` (e.g. a restart on the same ports).
+    pub fn start_glms_at(extra: &[&str], data: tempfile::TempDir) -> Self {
+        let mut args = vec!["glms"];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, data, "glms ready ")
+    }
+
     fn spawn(args: &[&str], data: tempfile::TempDir, ready: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_imserver"))
             .args(args)
