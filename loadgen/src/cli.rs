@@ -205,9 +205,27 @@ pub struct ChurnArgs {
     /// The GLMS XCAP root, e.g. http://127.0.0.1:8080/xcap-root (loopback only).
     #[arg(long)]
     pub xcap: Option<String>,
-    /// Blocked-list changes per second.
+    /// Blocked-list changes per second (open loop: change i is due at start + i / this).
     #[arg(long, default_value_t = 10.0)]
     pub changes_per_s: f64,
+    /// How many (recipient, sender) pairs the changes cycle through (about half start blocked).
+    #[arg(long, default_value_t = 1000)]
+    pub churn_pairs: usize,
+    /// Share of the MESSAGE load aimed at the churned pairs (the rest is the `message` mix).
+    #[arg(long, default_value_t = 0.1)]
+    pub churn_share: f64,
+    /// Changer threads, each with one keep-alive XCAP connection and one probe socket.
+    #[arg(long, default_value_t = 4)]
+    pub xcap_connections: usize,
+    /// Gap between two probe MESSAGEs of one change, after its XCAP answer.
+    #[arg(long, default_value_t = 500)]
+    pub probe_interval_us: u64,
+    /// A committed change not seen by a MESSAGE within this long is a failure.
+    #[arg(long, default_value_t = 2000)]
+    pub probe_timeout_ms: u64,
+    /// Bound on the wait, after registration, until the server knows every policy (D6).
+    #[arg(long, default_value_t = 120)]
+    pub policy_wait_s: u64,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 
+use crate::churn::table::ChurnTable;
+use crate::churn::{self as churning, Changers, ChurnConfig, ChurnReport, ReportInputs};
 use crate::cli::{
     ChurnArgs, Command, DataArgs, DatasetArgs, IdentityArg, LoadArgs, MessageArgs, MixedArgs,
     RawArgs, SipArgs, TransportArg,
@@ -20,8 +22,9 @@ use crate::kernel::UdpCounters;
 use crate::report::{Generator, KernelUdp, PhaseSummary, Report, results};
 use crate::sip::Transport;
 use crate::sys;
-use crate::target::{parse_loopback, parse_loopback_url};
+use crate::target::parse_loopback;
 use crate::workload::{KindMix, MessageMix, Mode, Workload};
+use crate::xcap::{XcapClient, XcapRoot};
 
 /// Most requests one run may send.
 const MAX_COUNT: u64 = 1_000_000_000;
@@ -48,8 +51,9 @@ pub fn execute(command: Command) -> anyhow::Result<bool> {
     }
 }
 
-enum RunKind {
+enum RunKind<'a> {
     Message(MessageMix),
+    Churn(MessageMix, &'a ChurnArgs),
     Mixed(MessageMix, KindMix),
     Register,
     Publish,
@@ -148,40 +152,70 @@ fn churn(args: &ChurnArgs) -> anyhow::Result<bool> {
             "churn changes blocked lists through the GLMS while MESSAGEs flow: it needs --xcap http://127.0.0.1:PORT/xcap-root"
         );
     };
-    let addr = parse_loopback_url(url).with_context(|| format!("--xcap {url}"))?;
-    probe_xcap(addr, url)?;
-    bail!(
-        "the GLMS at {url} answers, but the churn workload (XCAP PUTs of blocked lists timed against MESSAGE decisions) is not implemented yet; no results were produced"
+    let root = XcapRoot::parse(url)?;
+    probe_xcap(&root, url, &format!("sip:u1@{}", args.message.data.domain))?;
+    ensure!(
+        args.changes_per_s.is_finite()
+            && args.changes_per_s > 0.0
+            && args.changes_per_s <= 100_000.0,
+        "--changes-per-s must be in (0, 100000]"
+    );
+    ensure!(
+        (1..=1_000_000).contains(&args.churn_pairs),
+        "--churn-pairs must be in 1..=1000000"
+    );
+    ensure!(
+        (0.0..=1.0).contains(&args.churn_share),
+        "--churn-share must be in [0, 1]"
+    );
+    ensure!(
+        (1..=64).contains(&args.xcap_connections),
+        "--xcap-connections must be in 1..=64"
+    );
+    ensure!(
+        (50..=1_000_000).contains(&args.probe_interval_us),
+        "--probe-interval-us must be in 50..=1000000"
+    );
+    ensure!(
+        (10..=60_000).contains(&args.probe_timeout_ms),
+        "--probe-timeout-ms must be in 10..=60000"
+    );
+    ensure!(
+        (1..=3600).contains(&args.policy_wait_s),
+        "--policy-wait-s must be in 1..=3600"
+    );
+    ensure!(
+        args.message.sip.identity == IdentityArg::Pai,
+        "churn probes as a trusted peer: it needs --identity pai"
+    );
+    ensure!(
+        !args.message.sip.no_register,
+        "churn registers the recipients itself (and waits for their policies): drop --no-register"
+    );
+    ensure!(
+        args.message.load.rate.is_some(),
+        "churn runs the MESSAGE load in open loop: give --rate"
+    );
+    let m = &args.message;
+    sip_run(
+        &m.load,
+        &m.data,
+        &m.sip,
+        RunKind::Churn(message_mix(m)?, args),
     )
 }
 
-/// Asks the GLMS for its xcap-caps document; an error means the server lacks a GLMS.
-fn probe_xcap(addr: SocketAddr, url: &str) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-    let root = url
-        .trim_start_matches("http://")
-        .split_once('/')
-        .map_or("", |(_, path)| path)
-        .trim_end_matches('/');
-    let path = format!("/{root}/xcap-caps/global/index");
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .with_context(|| format!("no GLMS listening at {url}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut head = [0u8; 64];
-    let n = stream.read(&mut head).context("reading the GLMS answer")?;
-    let status = std::str::from_utf8(&head[..n])
-        .unwrap_or("")
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned();
+/// Asks the GLMS for its xcap-caps document (as `identity`, asserted the way an aggregation
+/// proxy does, SPEC G3); an error means the server lacks a GLMS.
+fn probe_xcap(root: &XcapRoot, url: &str, identity: &str) -> anyhow::Result<()> {
+    let mut client = XcapClient::new(root.clone(), Duration::from_secs(2));
+    let response = client
+        .request("GET", &root.caps_path(), Some(identity), None)
+        .with_context(|| format!("no GLMS answering at {url}"))?;
     ensure!(
-        status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.0 200"),
-        "{url} does not serve xcap-caps ({status:?}): the server lacks a GLMS"
+        response.status == 200,
+        "{url} does not serve xcap-caps (HTTP {}): the server lacks a GLMS",
+        response.status
     );
     Ok(())
 }
@@ -311,14 +345,19 @@ fn end_progress() {
     }
 }
 
-fn sip_run(load: &LoadArgs, data: &DataArgs, sip: &SipArgs, kind: RunKind) -> anyhow::Result<bool> {
+fn sip_run(
+    load: &LoadArgs,
+    data: &DataArgs,
+    sip: &SipArgs,
+    kind: RunKind<'_>,
+) -> anyhow::Result<bool> {
     ensure!(
         [603, 403, 202].contains(&sip.block_code),
         "--block-code must be 603, 403 or 202 (D1)"
     );
     let dataset = Arc::new(load_dataset(data)?);
     let mix = match &kind {
-        RunKind::Message(mix) | RunKind::Mixed(mix, _) => *mix,
+        RunKind::Message(mix) | RunKind::Mixed(mix, _) | RunKind::Churn(mix, _) => *mix,
         _ => MessageMix {
             blocked_share: 0.0,
             unknown_share: 0.0,
@@ -333,6 +372,7 @@ fn sip_run(load: &LoadArgs, data: &DataArgs, sip: &SipArgs, kind: RunKind) -> an
     );
     let (mode, name, default_count) = match &kind {
         RunKind::Message(_) => (Mode::Message, "message", None),
+        RunKind::Churn(..) => (Mode::Message, "churn", None),
         RunKind::Mixed(_, kinds) => (Mode::Mixed(*kinds), "mixed", None),
         RunKind::Register => (
             Mode::Register(registered.clone()),
@@ -345,13 +385,33 @@ fn sip_run(load: &LoadArgs, data: &DataArgs, sip: &SipArgs, kind: RunKind) -> an
             Some(registered.len() as u64),
         ),
     };
-    let workload = Arc::new(Workload::new(
-        mode,
-        Arc::clone(&dataset),
-        mix,
-        sip.block_code,
-    ));
     let cfg = run_config(load, Some(sip), default_count)?;
+    let churn_args = match &kind {
+        RunKind::Churn(_, args) => Some(*args),
+        _ => None,
+    };
+    let mut workload = Workload::new(mode, Arc::clone(&dataset), mix, sip.block_code);
+    let mut table = None;
+    let mut churn_bound = Duration::ZERO;
+    if let Some(args) = churn_args {
+        let probe_bound = Duration::from_millis(args.probe_timeout_ms);
+        // Windows that closed this long ago can no longer overlap a MESSAGE in flight.
+        let prune_after = (cfg.timeout + probe_bound) * 2 + Duration::from_secs(1);
+        let built = Arc::new(ChurnTable::build(
+            &dataset,
+            args.churn_pairs,
+            sip.block_code,
+            prune_after.as_nanos() as u64,
+        ));
+        ensure!(
+            !built.is_empty(),
+            "the data set offers no pair to churn (no registered user without ISB)"
+        );
+        workload = workload.with_churn(Arc::clone(&built), args.churn_share);
+        table = Some(built);
+        churn_bound = Duration::from_secs(args.policy_wait_s) + probe_bound * 2;
+    }
+    let workload = Arc::new(workload);
     let run_id = engine::new_run_id();
     let recipients = Recipients::start(
         RecipientConfig {
@@ -364,6 +424,7 @@ fn sip_run(load: &LoadArgs, data: &DataArgs, sip: &SipArgs, kind: RunKind) -> an
                 + cfg.timeout
                 + SETUP_DURATION * 2
                 + Duration::from_millis(sip.settle_ms)
+                + churn_bound
                 + Duration::from_secs(10),
         },
         Arc::clone(&workload),
@@ -373,7 +434,7 @@ fn sip_run(load: &LoadArgs, data: &DataArgs, sip: &SipArgs, kind: RunKind) -> an
     let mut setup = Vec::new();
     let needs_registration = matches!(
         kind,
-        RunKind::Message(_) | RunKind::Mixed(..) | RunKind::Publish
+        RunKind::Message(_) | RunKind::Mixed(..) | RunKind::Publish | RunKind::Churn(..)
     );
     if !sip.no_register && needs_registration && !registered.is_empty() {
         let out = setup_phase(
@@ -409,6 +470,21 @@ fn sip_run(load: &LoadArgs, data: &DataArgs, sip: &SipArgs, kind: RunKind) -> an
             );
         }
     }
+    let prepared = match (churn_args, &table) {
+        (Some(args), Some(table)) => {
+            match prepare_churn(args, table, &cfg, sip, run_id, &base, &registered) {
+                Ok(prepared) => {
+                    setup.push(prepared.phase.clone());
+                    Some(prepared)
+                }
+                Err(error) => {
+                    let _ = recipients.finish(cfg.transport);
+                    return Err(error);
+                }
+            }
+        }
+        _ => None,
+    };
     if sip.settle_ms > 0 {
         std::thread::sleep(Duration::from_millis(sip.settle_ms.min(600_000)));
     }
@@ -416,7 +492,7 @@ fn sip_run(load: &LoadArgs, data: &DataArgs, sip: &SipArgs, kind: RunKind) -> an
         Pacing::Open { rate_per_s } => Some(rate_per_s),
         Pacing::Closed { .. } => None,
     };
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "target": cfg.target.to_string(),
         "transport": cfg.transport,
         "pacing": cfg.pacing,
@@ -433,22 +509,62 @@ fn sip_run(load: &LoadArgs, data: &DataArgs, sip: &SipArgs, kind: RunKind) -> an
         "contacts": contacts,
         "no_register": sip.no_register,
     });
+    if let (Some(args), Some(prepared)) = (churn_args, &prepared) {
+        config["churn"] = serde_json::json!({
+            "xcap": format!("http://{}{}", prepared.cfg.root.addr, prepared.cfg.root.path),
+            "changes_per_s": args.changes_per_s,
+            "churn_pairs": args.churn_pairs,
+            "churn_share": args.churn_share,
+            "xcap_connections": args.xcap_connections,
+            "probe_interval_us": args.probe_interval_us,
+            "probe_timeout_ms": args.probe_timeout_ms,
+            "probe_transport": cfg.transport,
+        });
+    }
     let kernel_before = UdpCounters::read();
     let process_before = sys::process_cpu();
+    let changers = match (&prepared, &table) {
+        (Some(prepared), Some(table)) => Some(Changers::start(
+            Arc::clone(&prepared.cfg),
+            Arc::clone(table),
+        )?),
+        _ => None,
+    };
     let out = engine::run(
         cfg.clone(),
         workload,
         contacts,
         run_id,
         progress_printer(name),
-    )?;
+    );
+    let change_stats = changers.map(Changers::finish).transpose();
+    let out = out?;
+    let change_stats = change_stats?;
     end_progress();
     let kernel_after = UdpCounters::read();
     let recipient_stats = recipients.finish(cfg.transport)?;
     let process_cpu = sys::process_cpu().since(process_before);
     let mut results = results(&out, offered);
     results.add_recipient_findings(&recipient_stats);
-    let verdict = results.verdict(load.max_unanswered);
+    let mut verdict = results.verdict(load.max_unanswered);
+    let churn = match (prepared, &table, &change_stats) {
+        (Some(prepared), Some(table), Some(stats)) => {
+            let report = ChurnReport::new(ReportInputs {
+                cfg: &prepared.cfg,
+                table,
+                stats,
+                wait: prepared.wait,
+                pairs_reconciled: prepared.reconciled,
+                churn_pair_messages: out.stats.churn_pair_messages,
+                in_propagation: out.stats.in_propagation,
+                probe_deliveries: recipient_stats.probe_deliveries,
+            });
+            verdict.reasons.extend(report.verdict_reasons());
+            verdict.pass = verdict.reasons.is_empty();
+            Some(report)
+        }
+        _ => None,
+    };
     let report = Report {
         command: name.to_owned(),
         loadgen_version: env!("CARGO_PKG_VERSION"),
@@ -462,9 +578,78 @@ fn sip_run(load: &LoadArgs, data: &DataArgs, sip: &SipArgs, kind: RunKind) -> an
             before: kernel_before,
             after: kernel_after,
         },
+        churn,
         verdict,
     };
     finish(&report, load)
+}
+
+/// What `churn` sets up between registration and the load.
+struct PreparedChurn {
+    cfg: Arc<ChurnConfig>,
+    reconciled: usize,
+    wait: churning::PolicyWait,
+    phase: PhaseSummary,
+}
+
+/// Reads the churned pairs' states back from the GLMS, then waits until the server knows every
+/// registered user's policy (D6: MESSAGEs stop getting 480).
+fn prepare_churn(
+    args: &ChurnArgs,
+    table: &ChurnTable,
+    cfg: &RunConfig,
+    sip: &SipArgs,
+    run_id: u32,
+    base: &Workload,
+    registered: &[u32],
+) -> anyhow::Result<PreparedChurn> {
+    let url = args.xcap.as_deref().unwrap_or_default();
+    let churn_cfg = Arc::new(ChurnConfig {
+        root: XcapRoot::parse(url)?,
+        changes_per_s: args.changes_per_s,
+        duration: cfg.duration,
+        connections: args.xcap_connections,
+        probe_interval: Duration::from_micros(args.probe_interval_us),
+        probe_bound: Duration::from_millis(args.probe_timeout_ms),
+        http_timeout: Duration::from_secs(5),
+        transport: cfg.transport,
+        target: cfg.target,
+        local_ip: cfg.local_ip,
+        run_id,
+        domain: base.dataset.params.domain.clone(),
+        body: cfg.body.clone(),
+        block_code: sip.block_code,
+    });
+    let reconciled = churning::reconcile(&churn_cfg, table)?;
+    let wait = churning::wait_for_policies(
+        &churn_cfg,
+        registered,
+        |user| base.allowed_sender_of(user),
+        Duration::from_secs(args.policy_wait_s),
+    )?;
+    ensure!(
+        wait.known == wait.users,
+        "the server did not come to know every policy within --policy-wait-s {} ({} of {} known; {:?}; answers {:?})",
+        args.policy_wait_s,
+        wait.known,
+        wait.users,
+        wait.unresolved,
+        wait.responses_by_code
+    );
+    let phase = PhaseSummary {
+        name: "policy-wait".to_owned(),
+        sent: wait.users as u64 + wait.retries + wait.lost,
+        ok: wait.known as u64,
+        failed: (wait.users - wait.known) as u64,
+        responses_by_code: wait.responses_by_code.clone(),
+        latency_us: wait.known_after_us.clone(),
+    };
+    Ok(PreparedChurn {
+        cfg: churn_cfg,
+        reconciled,
+        wait,
+        phase,
+    })
 }
 
 fn setup_phase(
@@ -609,6 +794,7 @@ fn raw(args: &RawArgs) -> anyhow::Result<bool> {
             before: kernel_before,
             after: kernel_after,
         },
+        churn: None,
         verdict,
     };
     finish(&report, &args.load)

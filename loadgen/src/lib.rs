@@ -5,8 +5,10 @@
 //! ([`workload`]); SIP templates patched in place ([`sip`]); an open-loop pacer without
 //! coordinated omission and a closed-loop window ([`engine`]); the recipient side that answers
 //! relayed MESSAGEs ([`engine::recipient`]); HdrHistogram statistics ([`stats`]), kernel UDP
-//! counters ([`kernel`]) and the report ([`report`]). `unsafe` lives only in [`sys`].
+//! counters ([`kernel`]) and the report ([`report`]). `churn` changes blocked lists through
+//! the GLMS over a small XCAP client ([`xcap`]) while MESSAGEs flow ([`churn`]). `unsafe` lives only in [`sys`].
 
+pub mod churn;
 pub mod cli;
 pub mod commands;
 pub mod dataset;
@@ -19,3 +21,4 @@ pub mod stats;
 pub mod sys;
 pub mod target;
 pub mod workload;
+pub mod xcap;

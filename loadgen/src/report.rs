@@ -24,6 +24,9 @@ pub struct Report {
     pub recipients: Option<RecipientStats>,
     pub generator: Generator,
     pub kernel_udp: KernelUdp,
+    /// `churn` only: the blocked-list changes and their propagation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<crate::churn::ChurnReport>,
     pub verdict: Verdict,
 }
 
@@ -297,6 +300,9 @@ impl Report {
             g.sender_socket_drops,
             g.recipient_socket_drops
         );
+        if let Some(churn) = &self.churn {
+            churn.summary(&mut o);
+        }
         let delta: Vec<String> = self
             .kernel_udp
             .delta

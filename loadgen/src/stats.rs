@@ -42,6 +42,11 @@ pub struct Stats {
     pub unmatched_responses: u64,
     pub unparsable: u64,
     pub auth_retries: u64,
+    /// `churn`: MESSAGEs sent between a churned pair.
+    pub churn_pair_messages: u64,
+    /// `churn`: answers accepted either way because the MESSAGE overlapped a change's
+    /// propagation window (not mismatches).
+    pub in_propagation: u64,
     pub latency_us: Histogram<u64>,
     pub latency_us_by_decision: Vec<Histogram<u64>>,
 }
@@ -64,6 +69,8 @@ impl Default for Stats {
             unmatched_responses: 0,
             unparsable: 0,
             auth_retries: 0,
+            churn_pair_messages: 0,
+            in_propagation: 0,
             latency_us: new_histogram(),
             latency_us_by_decision: Decision::ALL.iter().map(|_| new_histogram()).collect(),
         }
@@ -127,6 +134,8 @@ impl Stats {
         self.unmatched_responses += other.unmatched_responses;
         self.unparsable += other.unparsable;
         self.auth_retries += other.auth_retries;
+        self.churn_pair_messages += other.churn_pair_messages;
+        self.in_propagation += other.in_propagation;
         // Same bounds on both sides: adding cannot fail.
         let _ = self.latency_us.add(&other.latency_us);
         for (mine, theirs) in self

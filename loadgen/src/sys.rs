@@ -1,6 +1,6 @@
 //! The one place with `unsafe`: Linux system calls the standard library does not wrap —
-//! batched `sendmmsg`/`recvmmsg`, a `timerfd` for the pacer, `getrusage`, `prctl` timer slack,
-//! and a SIGINT/SIGTERM flag. Each call site states the invariant that makes it sound.
+//! batched `sendmmsg`/`recvmmsg`, a `timerfd` for the pacer, `ppoll` for sub-millisecond
+//! waits, `getrusage`, `prctl` timer slack, and a SIGINT/SIGTERM flag. Each call site states the invariant that makes it sound.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -346,6 +346,32 @@ pub fn thread_cpu() -> CpuTime {
 /// CPU used so far by the whole process.
 pub fn process_cpu() -> CpuTime {
     rusage(libc::RUSAGE_SELF)
+}
+
+/// Waits until `fd` is readable or `timeout` passes; Ok(true) when readable. `ppoll` takes a
+/// nanosecond timeout, where `SO_RCVTIMEO` rounds up to scheduler ticks (4 ms at HZ=250) and
+/// `epoll_wait` to milliseconds: the churn probes are 0.5 ms apart.
+pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let spec = libc::timespec {
+        tv_sec: timeout.as_secs().min(3600) as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: `pfd` and `spec` live across the call; nfds = 1 matches the one pollfd; a null
+    // signal mask leaves the mask unchanged.
+    let n = unsafe { libc::ppoll(&mut pfd, 1, &spec, std::ptr::null()) };
+    if n < 0 {
+        let error = io::Error::last_os_error();
+        if error.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(error);
+    }
+    Ok(n > 0)
 }
 
 /// Asks for 1 ns timer slack on this thread, so pacer wake-ups are not rounded by the default

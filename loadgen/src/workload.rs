@@ -1,12 +1,15 @@
 //! What request number `seq` is and what the answer must be. Every choice is a pure function of
 //! (data set, mix, seq), so the sender threads, the recipient side and the tests all derive the
-//! same expectation without sharing state.
+//! same expectation without sharing state. The one exception is `churn`: the decision of a
+//! MESSAGE between a churned pair is that pair's newest state when the plan is made, and its
+//! answer is judged against the pair's history ([`crate::churn::table`]), not this plan.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::churn::table::ChurnTable;
 use crate::dataset::Dataset;
 use crate::rng::SplitMix64;
 
@@ -125,6 +128,9 @@ pub struct Workload {
     registered: Vec<u32>,
     with_blocked: Vec<u32>,
     unregistered_plain: Vec<u32>,
+    /// `churn`: the pairs whose blocked state changes during the run, and the share of
+    /// MESSAGEs aimed at them. Their answers are judged against the table, not the data set.
+    churn: Option<(Arc<ChurnTable>, f64)>,
 }
 
 /// Bounded retries when drawing a sender the recipient does not block.
@@ -161,7 +167,30 @@ impl Workload {
             registered,
             with_blocked,
             unregistered_plain,
+            churn: None,
         }
+    }
+
+    /// Aims `share` of the MESSAGEs at the churned pairs of `table` (and judges every MESSAGE
+    /// between a churned pair by the table).
+    pub fn with_churn(mut self, table: Arc<ChurnTable>, share: f64) -> Self {
+        self.churn = Some((table, share.clamp(0.0, 1.0)));
+        self
+    }
+
+    pub fn churn_table(&self) -> Option<&Arc<ChurnTable>> {
+        self.churn.as_ref().map(|(table, _)| table)
+    }
+
+    /// The churned pair index of a MESSAGE from `sender` to `recipient`, if it is one.
+    pub fn churn_index(&self, recipient: u32, sender: u32) -> Option<u32> {
+        self.churn_table()?.index_of(recipient, sender)
+    }
+
+    /// A sender `recipient` does not block in the data set (deterministic per recipient).
+    pub fn allowed_sender_of(&self, recipient: u32) -> u32 {
+        let mut rng = SplitMix64::for_item(self.seed, 6, u64::from(recipient));
+        self.allowed_sender(recipient, &mut rng)
     }
 
     /// Users the generator registers before a MESSAGE run.
@@ -231,6 +260,21 @@ impl Workload {
     }
 
     fn message_plan(&self, seq: u64) -> Plan {
+        if let Some((table, share)) = &self.churn {
+            // A separate stream, so the rest of the plan is the `message` scenario's.
+            let mut rng = SplitMix64::for_item(self.seed, 4, seq);
+            if rng.next_f64() < *share && !table.is_empty() {
+                let i = rng.below(table.len() as u64) as u32;
+                if let Some((recipient, sender)) = table.pair(i) {
+                    return Plan {
+                        kind: Kind::Message,
+                        sender,
+                        recipient,
+                        decision: table.latest_decision(i),
+                    };
+                }
+            }
+        }
         let mut rng = SplitMix64::for_item(self.seed, 2, seq);
         let users = self.dataset.user_count();
         let u = rng.next_f64();

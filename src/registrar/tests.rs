@@ -1022,3 +1022,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_third_party_binding_over_tcp_targets_the_contact_not_the_cores_connection() {
+    let mut r = Registrar::new(RegistrarConfig::default());
+    let core: std::net::SocketAddr = "127.0.0.1:5090".parse().unwrap();
+    let req = RegisterRequest {
+        aor: "bob@example.com",
+        call_id: "c1",
+        cseq: 1,
+        contacts: Contacts::List(vec![ContactInput {
+            uri: "sip:bob@127.0.0.9:5070;transport=tcp".into(),
+            expires_s: None,
+            q_milli: None,
+            params: String::new(),
+        }]),
+        expires_header_s: Some(600),
+        source: SourceInfo {
+            addr: core,
+            tcp: true,
+            conn: Some(77),
+        },
+        third_party: true,
+    };
+    r.register(0, req.clone()).unwrap();
+    let t = r.target("bob@example.com").unwrap();
+    assert_eq!(t.addr, Some("127.0.0.9:5070".parse().unwrap()));
+    assert!(t.tcp, "the contact asks for TCP");
+    assert_eq!(t.conn, None, "the core's connection is not the UE's");
+
+    // The same over UDP without transport=tcp: UDP to the contact.
+    let mut r = Registrar::new(RegistrarConfig::default());
+    let mut udp = req;
+    udp.contacts = Contacts::List(vec![ContactInput {
+        uri: "sip:bob@127.0.0.9:5070".into(),
+        expires_s: None,
+        q_milli: None,
+        params: String::new(),
+    }]);
+    r.register(0, udp).unwrap();
+    let t = r.target("bob@example.com").unwrap();
+    assert!(!t.tcp);
+    assert_eq!(t.conn, None);
+}

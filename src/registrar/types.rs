@@ -160,11 +160,15 @@ impl Binding {
 
     pub fn target(&self) -> BindingTarget {
         let (literal, uri_tcp) = super::contact::uri_socket_addr(&self.contact_uri);
+        // A third-party REGISTER came from the core, not the UE: its connection and source
+        // address are the core's, so only the Contact says where and how to reach the UE
+        // (SPEC D9). A direct REGISTER's own connection is reused (RFC 5626 §5.3).
+        let direct_tcp = self.tcp && !self.third_party;
         BindingTarget {
             contact_uri: self.contact_uri.clone(),
             addr: Some(literal.unwrap_or(self.source_addr)),
-            tcp: self.tcp || uri_tcp,
-            conn: if self.tcp { self.conn } else { None },
+            tcp: direct_tcp || uri_tcp,
+            conn: if direct_tcp { self.conn } else { None },
         }
     }
 }

@@ -11,6 +11,8 @@ use crate::workload::Plan;
 pub struct Slot {
     pub seq: u64,
     pub intended_ns: u64,
+    /// When the first try actually left (engine clock).
+    pub sent_ns: u64,
     pub plan: Plan,
     pub conn: u16,
     pub attempt: u8,
@@ -120,6 +122,7 @@ mod tests {
         Slot {
             seq,
             intended_ns: seq * 10,
+            sent_ns: seq * 10,
             plan,
             conn: 0,
             attempt: 0,

@@ -51,6 +51,11 @@ pub struct RecipientStats {
     pub misrouted: u64,
     /// MESSAGEs without our Call-ID (another run, another client).
     pub foreign: u64,
+    /// `churn`: probe MESSAGEs (policy wait and change probes) that were relayed.
+    pub probe_deliveries: u64,
+    /// `churn`: relayed MESSAGEs between a churned pair; the sender side judges them by the
+    /// pair's history, so only their routing is checked here.
+    pub churn_deliveries: u64,
     pub unparsable: u64,
     pub examples: Vec<String>,
     pub cpu: CpuTime,
@@ -188,6 +193,10 @@ impl Side {
             self.stats.foreign += 1;
             return;
         };
+        if id.seq & crate::churn::probe::PROBE_SEQ_BIT != 0 {
+            self.stats.probe_deliveries += 1;
+            return;
+        }
         let plan = self.workload.plan(id.seq);
         if plan.kind != Kind::Message {
             self.stats.foreign += 1;
@@ -197,7 +206,14 @@ impl Side {
         let wrong_socket =
             socket.is_some_and(|(index, count)| plan.recipient as usize % count != index);
         let mut problem = None;
-        if plan.decision != Decision::Relay {
+        let churned = self
+            .workload
+            .churn_index(plan.recipient, plan.sender)
+            .is_some();
+        if churned {
+            self.stats.churn_deliveries += 1;
+        }
+        if plan.decision != Decision::Relay && !churned {
             self.stats.unexpected_deliveries += 1;
             problem = Some(format!("delivered, expected {}", plan.decision.name()));
         } else if to_user != Some(plan.recipient) || wrong_socket {

@@ -67,6 +67,8 @@ struct Core {
     /// Digest answers to send once the receive pass is over: (conn, slot index, credentials).
     retries: Vec<(usize, u32, String)>,
     last_completion_ns: u64,
+    /// The engine's start on the churn table's clock (0 without churn).
+    churn_base_ns: u64,
 }
 
 impl SenderThread {
@@ -83,6 +85,10 @@ impl SenderThread {
             outstanding: vec![0; conns.len()],
             retries: Vec::new(),
             last_completion_ns: 0,
+            churn_base_ns: shared
+                .workload
+                .churn_table()
+                .map_or(0, |table| table.ns_of(shared.start)),
             shared: Arc::clone(&shared),
         };
         Self {
@@ -277,11 +283,21 @@ impl SenderThread {
         let core = &mut self.core;
         core.stats.expected_by_decision[plan.decision.index()] += 1;
         core.stats.sent += 1;
+        if plan.kind == Kind::Message
+            && core
+                .shared
+                .workload
+                .churn_index(plan.recipient, plan.sender)
+                .is_some()
+        {
+            core.stats.churn_pair_messages += 1;
+        }
         self.first_send_ns = self.first_send_ns.min(now);
         self.last_send_ns = now;
         let slot = Slot {
             seq,
             intended_ns,
+            sent_ns: now,
             plan,
             conn: conn as u16,
             attempt: 0,
@@ -427,13 +443,21 @@ impl Core {
             *n = n.saturating_sub(1);
         }
         self.last_completion_ns = arrived;
-        let expected = slot
-            .plan
-            .decision
-            .expected_code(self.shared.workload.block_code);
         let plan = slot.plan;
+        let (decision, expected) = match self.churn_judgement(&slot, arrived, code) {
+            Some(judgement) => {
+                if judgement.in_propagation {
+                    self.stats.in_propagation += 1;
+                }
+                (judgement.decision, judgement.expected)
+            }
+            None => (
+                plan.decision,
+                plan.decision.expected_code(self.shared.workload.block_code),
+            ),
+        };
         self.stats.record_final(
-            plan.decision,
+            decision,
             expected,
             code,
             charged_latency_us(slot.intended_ns, arrived),
@@ -448,6 +472,27 @@ impl Core {
                 )
             },
         );
+    }
+
+    /// `churn`: a MESSAGE between a churned pair is judged by the pair's history over its life
+    /// [actual send, arrival], which may also record it as the first sight of a change.
+    fn churn_judgement(
+        &self,
+        slot: &Slot,
+        arrived_ns: u64,
+        code: u16,
+    ) -> Option<crate::churn::table::Judgement> {
+        if slot.plan.kind != Kind::Message {
+            return None;
+        }
+        let table = self.shared.workload.churn_table()?;
+        let i = table.index_of(slot.plan.recipient, slot.plan.sender)?;
+        Some(table.judge(
+            i,
+            self.churn_base_ns + slot.sent_ns,
+            self.churn_base_ns + arrived_ns,
+            code,
+        ))
     }
 
     /// RFC 3261 §22.2/§22.3: answer a 401/407 once, with a new branch and CSeq + 1; the latency
