@@ -89,7 +89,8 @@ pub struct Config {
     pub policy_file: Option<PathBuf>,
     /// Where blocked lists come from: `embedded` (a GLMS in this process), `none`, or
     /// `sip:HOST:PORT` (a standalone GLMS's notifier; then `glms_xcap` names its XCAP root).
-    pub glms: String,
+    /// Unset: `embedded`, or `none` when a `policy_file` gives the lists.
+    pub glms: Option<String>,
     /// XCAP root URL of a standalone GLMS, e.g. `http://127.0.0.1:8080/xcap-root`.
     pub glms_xcap: Option<String>,
     /// The embedded GLMS's XCAP (HTTP) address.
@@ -133,7 +134,7 @@ impl Default for Config {
             outbound_proxy: None,
             auth: true,
             policy_file: None,
-            glms: "embedded".to_owned(),
+            glms: None,
             glms_xcap: None,
             xcap: SocketAddr::from(([127, 0, 0, 1], 8080)),
             glms_sip: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -186,7 +187,22 @@ impl Config {
             key: "glms",
             message: message.to_owned(),
         };
-        match self.glms.as_str() {
+        let mode = self
+            .glms
+            .as_deref()
+            .unwrap_or(if self.policy_file.is_some() {
+                "none"
+            } else {
+                "embedded"
+            });
+        if mode != "none" && self.policy_file.is_some() {
+            // Both would write the same users' lists; the GLMS's (empty) documents would
+            // silently replace the file's. Say so instead.
+            return Err(invalid(
+                "a policy file gives the blocked lists itself: use glms = none with it",
+            ));
+        }
+        match mode {
             "none" => Ok(GlmsMode::None),
             "embedded" => Ok(GlmsMode::Embedded),
             other => {
@@ -263,6 +279,24 @@ mod tests {
         assert_eq!(c.block_code, BlockCode::Forbidden);
         assert_eq!(c.trust, vec!["10.0.0.0/8".to_owned()]);
         assert_eq!(c.max_udp_bytes, 8192);
+    }
+
+    #[test]
+    fn a_policy_file_means_no_glms_unless_one_is_asked_for() {
+        let c = Config {
+            policy_file: Some("p.jsonl".into()),
+            ..Config::default()
+        };
+        assert_eq!(c.glms_mode().unwrap(), GlmsMode::None);
+        assert_eq!(Config::default().glms_mode().unwrap(), GlmsMode::Embedded);
+        let both = Config {
+            glms: Some("embedded".into()),
+            ..c
+        };
+        assert!(
+            both.validate().is_err(),
+            "the combination is refused with a reason"
+        );
     }
 
     #[test]

@@ -194,7 +194,7 @@ impl RunArgs {
             cfg.policy_file = Some(v);
         }
         if let Some(v) = self.glms {
-            cfg.glms = v;
+            cfg.glms = Some(v);
         }
         if let Some(v) = self.glms_xcap {
             cfg.glms_xcap = Some(v);

@@ -21,7 +21,7 @@ fn start() -> (Server, tempfile::TempDir) {
         data: dir.path().to_owned(),
         workers: 2,
         // The snapshot is fed through the library API here; the GLMS has its own tests.
-        glms: "none".into(),
+        glms: Some("none".into()),
         ..Config::default()
     };
     (Server::start(cfg).expect("server starts"), dir)

@@ -50,17 +50,7 @@ fn provisioned() -> tempfile::TempDir {
 fn start(data: tempfile::TempDir) -> ServerProc {
     let policy = data.path().join("policy.jsonl");
     let policy = policy.to_str().unwrap().to_owned();
-    ServerProc::start_with_data(
-        &[
-            "--domain",
-            "example.com",
-            "--policy-file",
-            &policy,
-            "--glms",
-            "none",
-        ],
-        data,
-    )
+    ServerProc::start_with_data(&["--domain", "example.com", "--policy-file", &policy], data)
 }
 
 fn hex(bytes: &[u8]) -> String {

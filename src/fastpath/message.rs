@@ -40,7 +40,9 @@ impl Default for Scratch {
 fn header_uri<'a>(view: &View<'a>, name: HeaderName) -> Option<&'a [u8]> {
     // From and To were already parsed by validation: reuse those facts.
     if matches!(name, HeaderName::From | HeaderName::To) {
-        return nameaddr::header_facts(view, name)?.ok().map(|f| f.name_addr.uri);
+        return nameaddr::header_facts(view, name)?
+            .ok()
+            .map(|f| f.name_addr.uri);
     }
     let v = view.header(name)?;
     // P-Asserted-Identity may list a sip and a tel URI (RFC 3325 §9.1): the first one counts.
