@@ -95,16 +95,28 @@ stop_pids() {
 install_deps() {
     local need=()
     command -v kamailio >/dev/null || need+=(kamailio)
+    # db_sqlite (Kamailio's blocked table is loaded from SQLite) is in its own package.
+    compgen -G "/usr/lib/*/kamailio/modules/db_sqlite.so" >/dev/null || need+=(kamailio-sqlite-modules)
     command -v taskset >/dev/null || need+=(util-linux)
     command -v pgrep >/dev/null || need+=(procps)
     command -v python3 >/dev/null || need+=(python3-minimal)
     ((${#need[@]})) || return 0
     [[ $SKIP_INSTALL == 1 ]] && die "missing ${need[*]} and SKIP_INSTALL=1"
     log "installing ${need[*]} (Debian packages)"
-    # The kamailio package ships a service; policy-rc.d (if present) keeps it from starting.
-    # This script never uses the service: it runs its own instance on loopback.
-    DEBIAN_FRONTEND=noninteractive apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
+    # The kamailio package ships a service that would listen on every interface. A policy-rc.d
+    # that exits 101 keeps apt from starting it; if there is none, one is put in place for the
+    # install only. This script never uses the service: it runs its own instance on loopback.
+    local own_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\n# perf/run.sh: no service starts during this install\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        own_policy=1
+    fi
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get update -q || rc=$?
+    ((rc)) || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" || rc=$?
+    ((own_policy)) && rm -f /usr/sbin/policy-rc.d
+    ((rc == 0)) || die "apt-get failed ($rc)"
 }
 
 build() {
@@ -163,6 +175,11 @@ cpu_ticks() {
     echo "$total"
 }
 
+# core_jiffies CPU: "busy total" jiffies of one CPU from /proc/stat (busy = all but idle+iowait).
+core_jiffies() {
+    awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
 # mem_kib PID...: "rss_kib pss_kib" summed (PSS counts shared memory once across processes).
 mem_kib() {
     local rss=0 pss=0 pid v
@@ -186,6 +203,9 @@ start_imserver() { # start_imserver DIR POLICY|""
     local dir=$1 policy=$2 args=()
     mkdir -p "$dir/data"
     [[ -n $policy ]] && args+=(--policy-file "$policy")
+    # The blocked lists come from the policy file only: no GLMS (an embedded GLMS would answer
+    # the registered users' subscriptions with empty lists and replace the file's lists).
+    ((IMSERVER_HAS_GLMS_FLAG)) && args+=(--glms none)
     printf '%q ' taskset -c "$SERVER_CPU" "$IMSERVER" run --sip 127.0.0.1:0 --metrics 127.0.0.1:0 \
         --data "$dir/data" --workers 1 --domain example.com --log warn "${args[@]}" >"$dir/server.cmd"
     pin "$SERVER_CPU" "$IMSERVER" run --sip 127.0.0.1:0 --metrics 127.0.0.1:0 --data "$dir/data" \
@@ -194,42 +214,47 @@ start_imserver() { # start_imserver DIR POLICY|""
     STARTED_PIDS+=("$SUT_PID")
     local line
     line=$(wait_line "$dir/server.out" '^imserver ready' 300 "$SUT_PID") ||
-        { cat "$dir/server.err" >&2; die "imserver did not start"; }
+        { tail -20 "$dir/server.err" >&2; log "imserver did not start"; return 1; }
     SUT_ADDR=$(sed -E 's/.*sip=([^ ]+).*/\1/' <<<"$line")
     SUT_METRICS=$(sed -E 's/.*metrics=([^ ]+).*/\1/' <<<"$line")
     SUT_PIDS=("$SUT_PID")
 }
 
 start_kamailio() { # start_kamailio DIR KAMDATA_DIR USERS
-    local dir=$1 kdata=$2 users=$3 port ulh hth htb shm
+    local dir=$1 kdata=$2 users=$3 port ulh hth htb shm pkg
     mkdir -p "$dir"
     port=$("${PY[@]}" freeports 1)
     # Table sizes are powers of two: ~one slot per user, ~one slot per 4 blocked pairs.
     ulh=$("${PY[@]}" log2 "$users" 10 20)
     hth=$("${PY[@]}" log2 "$users" 4 20)
     htb=$("${PY[@]}" log2 "$(cat "$kdata/pairs")" 4 22)
-    # Shared memory: 128 MiB + ~2 KiB per user + ~256 B per blocked pair.
-    shm=$((128 + users * 2 / 1024 + $(cat "$kdata/pairs") / 4096))
+    # Shared memory: 128 MiB + ~2 KiB per user + ~256 B per blocked pair. Private (pkg) memory
+    # of the main process holds db_sqlite's whole result while the htables load (no fetch).
+    local pairs
+    pairs=$(cat "$kdata/pairs")
+    shm=$((128 + users * 2 / 1024 + pairs / 4096))
+    # ~1 KiB per row: 1.1M rows need more than 445 MiB; the pages are touched only while loading.
+    pkg=$((64 + (pairs + users) / 1000))
     KAM_CTL="$dir/kamailio_ctl"
     sed -e "s|@SIP_PORT@|$port|g" -e "s|@CTL_SOCK@|$KAM_CTL|g" -e "s|@DBDIR@|$kdata|g" \
         -e "s|@UL_HASH@|$ulh|g" -e "s|@HT_USERS@|$hth|g" -e "s|@HT_BLK@|$htb|g" \
         -e "s|@CHILDREN@|$KAM_CHILDREN|g" -e "s|@DEBUG@|-1|g" \
         "$PERF_DIR/peers/kamailio.cfg" >"$dir/kamailio.cfg"
     kamailio -c -f "$dir/kamailio.cfg" >"$dir/check.log" 2>&1 ||
-        { cat "$dir/check.log" >&2; die "kamailio config check failed"; }
-    printf '%q ' taskset -c "$SERVER_CPU" kamailio -f "$dir/kamailio.cfg" -DD -E -m "$shm" -M 32 \
+        { tail -20 "$dir/check.log" >&2; log "kamailio config check failed"; return 1; }
+    printf '%q ' taskset -c "$SERVER_CPU" kamailio -f "$dir/kamailio.cfg" -DD -E -m "$shm" -M "$pkg" \
         -w "$dir" >"$dir/server.cmd"
-    pin "$SERVER_CPU" kamailio -f "$dir/kamailio.cfg" -DD -E -m "$shm" -M 32 -w "$dir" \
+    pin "$SERVER_CPU" kamailio -f "$dir/kamailio.cfg" -DD -E -m "$shm" -M "$pkg" -w "$dir" \
         >"$dir/server.out" 2>"$dir/server.err" &
     SUT_PID=$!
     STARTED_PIDS+=("$SUT_PID")
     local i
     for ((i = 0; i < 3000; i++)); do
-        kill -0 "$SUT_PID" 2>/dev/null || { tail -20 "$dir/server.err" >&2; die "kamailio exited"; }
+        kill -0 "$SUT_PID" 2>/dev/null || { tail -20 "$dir/server.err" >&2; log "kamailio exited"; return 1; }
         kamcmd -s "unix:$KAM_CTL" core.uptime >/dev/null 2>&1 && break
         sleep 0.1
     done
-    ((i < 3000)) || die "kamailio did not answer kamcmd"
+    ((i < 3000)) || { log "kamailio did not answer kamcmd"; stop_pids "$SUT_PID"; return 1; }
     SUT_ADDR=127.0.0.1:$port
     mapfile -t kids < <(child_pids "$SUT_PID")
     STARTED_PIDS+=("${kids[@]}")
@@ -243,7 +268,7 @@ start_echo() { # start_echo DIR
     pin "$SERVER_CPU" "$UDP_ECHO" --bind 127.0.0.1:0 --duration-s 7200 >"$dir/server.out" 2>"$dir/server.err" &
     SUT_PID=$!
     STARTED_PIDS+=("$SUT_PID")
-    line=$(wait_line "$dir/server.out" '^listening on' 30 "$SUT_PID") || die "udp-echo did not start"
+    line=$(wait_line "$dir/server.out" '^listening on' 30 "$SUT_PID") || { log "udp-echo did not start"; return 1; }
     SUT_ADDR=${line##* }
     SUT_PIDS=("$SUT_PID")
 }
@@ -295,6 +320,9 @@ step() {
     local t0 t1 c0 c1 rc=0
     t0=$(date +%s.%N)
     c0=$(cpu_ticks "${SUT_PIDS[@]}")
+    local sb0 st0 gb0 gt0 sb1 st1 gb1 gt1
+    read -r sb0 st0 <<<"$(core_jiffies "$SERVER_CPU")"
+    read -r gb0 gt0 <<<"$(core_jiffies "$GEN_CPU")"
     printf '%q ' "${cmd[@]}" >"$d/command"
     pin "$GEN_CPU" timeout --kill-after=5 $((dur + TIMEOUT_MS / 1000 + 60)) "${cmd[@]}" \
         >"$d/loadgen.out" 2>"$d/loadgen.err" &
@@ -302,13 +330,15 @@ step() {
     STARTED_PIDS+=("$lg")
     wait "$lg" || rc=$?
     c1=$(cpu_ticks "${SUT_PIDS[@]}")
+    read -r sb1 st1 <<<"$(core_jiffies "$SERVER_CPU")"
+    read -r gb1 gt1 <<<"$(core_jiffies "$GEN_CPU")"
     t1=$(date +%s.%N)
     counters "$sys" "$d/counters.after"
     read -r rss pss <<<"$(mem_kib "${SUT_PIDS[@]}")"
-    printf '{"dir":"%s","system":"%s","transport":"%s","users":%s,"blocked_share":%s,"phase":"%s","fraction":%s,"rate":%s,"duration_s":%s,"rc":%s,"cpu_ticks":%s,"clk_tck":%s,"wall_s":%s,"rss_kib":%s,"pss_kib":%s}\n' \
+    printf '{"dir":"%s","system":"%s","transport":"%s","users":%s,"blocked_share":%s,"phase":"%s","fraction":%s,"rate":%s,"duration_s":%s,"rc":%s,"cpu_ticks":%s,"clk_tck":%s,"wall_s":%s,"rss_kib":%s,"pss_kib":%s,"server_core_busy":%s,"server_core_total":%s,"gen_core_busy":%s,"gen_core_total":%s}\n' \
         "$d" "$sys" "$tr" "$users" "$blocked" "$phase" "$frac" "${rate:-null}" "$dur" "$rc" \
         $((c1 - c0)) "$CLK_TCK" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')" \
-        "$rss" "$pss" >>"$OUT/steps.jsonl"
+        "$rss" "$pss" $((sb1 - sb0)) $((st1 - st0)) $((gb1 - gb0)) $((gt1 - gt0)) >>"$OUT/steps.jsonl"
     ((rc <= 1)) || log "  step $phase $frac: loadgen exit $rc (see $d/loadgen.err)"
     STEP_DIR=$d
 }
@@ -316,7 +346,7 @@ step() {
 # sweep SYSTEM TRANSPORT USERS BLOCKED: closed-loop capacity, open-loop ramp past it, then the
 # latency steps at fractions of the highest rate sustained with < 0.1% errors.
 sweep() {
-    local sys=$1 tr=$2 users=$3 blocked=$4 d cap f rate best=0 ok
+    local sys=$1 tr=$2 users=$3 blocked=$4 d cap f rate best=0 ok failed=0
     step "$sys" "$tr" "$users" "$blocked" closed 1 ""
     d=$STEP_DIR
     cap=$("${PY[@]}" judge "$d/loadgen.json" | awk '{print $2}')
@@ -329,13 +359,15 @@ sweep() {
         d=$STEP_DIR
         read -r ok _ <<<"$("${PY[@]}" judge "$d/loadgen.json")"
         log "    ramp ${f}x = ${rate}/s: $([[ $ok == 1 ]] && echo sustained || echo NOT sustained)"
-        [[ $ok == 1 ]] && ((rate > best)) && best=$rate
+        # The max sustained rate is the last passing step below the first failure: a pass above
+        # a failure (noise) does not count.
+        if [[ $ok == 1 ]]; then ((failed || rate <= best)) || best=$rate; else failed=1; fi
     done
     # Past saturation: if the top of the ramp was still sustained (the closed loop underrated the
     # server), keep stepping up by 25% until a step fails, at most RAMP_EXTRA more steps.
     local extra
     for ((extra = 0; extra < RAMP_EXTRA; extra++)); do
-        [[ $ok == 1 ]] || break
+        [[ $ok == 1 ]] && ((!failed)) || break
         f=$(awk -v f="$f" 'BEGIN{printf "%.3g", f*1.25}')
         rate=$(awk -v c="$cap" -v f="$f" 'BEGIN{printf "%d", c*f}')
         step "$sys" "$tr" "$users" "$blocked" ramp "$f" "$rate"
@@ -363,6 +395,8 @@ main() {
     mkdir -p "$OUT" "$PLOTS"
     : >"$OUT/steps.jsonl"
     ((NCPU >= 2)) || log "WARNING: fewer than 2 CPUs; server and generator are not pinned apart"
+    IMSERVER_HAS_GLMS_FLAG=0
+    "$IMSERVER" run --help 2>/dev/null | grep -q -- '--glms <' && IMSERVER_HAS_GLMS_FLAG=1
     if ! "$IMSERVER" run --help 2>/dev/null | grep -q -- '--policy-file'; then
         log "imserver has no --policy-file: blocked share forced to 0"
         BLOCKED_SHARES=0
@@ -394,8 +428,8 @@ main() {
     "${PY[@]}" kamdata /dev/null "$empty/kam" >/dev/null
     for sys in $SYSTEMS; do
         case $sys in
-        imserver) start_imserver "$OUT/baseline/imserver" "" ;;
-        kamailio) start_kamailio "$OUT/baseline/kamailio" "$empty/kam" 1000 ;;
+        imserver) start_imserver "$OUT/baseline/imserver" "" || continue ;;
+        kamailio) start_kamailio "$OUT/baseline/kamailio" "$empty/kam" 1000 || continue ;;
         *) continue ;;
         esac
         sleep 1
@@ -419,7 +453,7 @@ main() {
                 if [[ $sys == echo ]]; then
                     [[ $tr == udp && $users == "${USERS%% *}" ]] || continue
                     log "echo floor (udp)"
-                    start_echo "$OUT/sut/echo"
+                    start_echo "$OUT/sut/echo" || continue
                     sweep echo udp 0 0
                     stop_sut
                     continue
@@ -428,12 +462,15 @@ main() {
                 log "$sys over $tr with $users users"
                 t=$SECONDS
                 case $sys in
-                imserver) start_imserver "$sd" "$( [[ ${NO_POLICY_FILE:-0} == 1 ]] || echo "$DATA/policy.jsonl")" ;;
-                kamailio) start_kamailio "$sd" "$DATA/kam" "$users" ;;
+                imserver) start_imserver "$sd" "$( [[ ${NO_POLICY_FILE:-0} == 1 ]] || echo "$DATA/policy.jsonl")" ||
+                    { echo "{\"system\":\"$sys\",\"transport\":\"$tr\",\"users\":$users,\"failed\":\"start\"}" >>"$OUT/failures.jsonl"; continue; } ;;
+                kamailio) start_kamailio "$sd" "$DATA/kam" "$users" ||
+                    { echo "{\"system\":\"$sys\",\"transport\":\"$tr\",\"users\":$users,\"failed\":\"start\"}" >>"$OUT/failures.jsonl"; continue; } ;;
                 esac
                 local ready_s=$((SECONDS - t)) m_ready m_reg
                 sleep 1
                 m_ready=$(mem_kib "${SUT_PIDS[@]}")
+                counters "$sys" "$sd/counters.ready"
                 RCPT_PORT=$("${PY[@]}" freeports "$RECIPIENT_SOCKETS")
                 # Register every user once (closed loop); the contacts are the recipient
                 # sockets at RCPT_PORT, which every later step binds again (--no-register).
@@ -451,9 +488,11 @@ main() {
                 local reg_s=$((SECONDS - t))
                 sleep 1
                 m_reg=$(mem_kib "${SUT_PIDS[@]}")
+                counters "$sys" "$sd/counters.registered"
                 echo "{\"system\":\"$sys\",\"transport\":\"$tr\",\"users\":$users,\"ready_s\":$ready_s,\"register_s\":$reg_s,\"register_rc\":$rc,\"mem_ready_kib\":\"$m_ready\",\"mem_registered_kib\":\"$m_reg\",\"pids\":${#SUT_PIDS[@]},\"register_json\":\"$sd/register.json\"}" >>"$OUT/setup.jsonl"
                 if ((rc > 1)); then
                     log "  registration failed (exit $rc); see $sd/register.err"
+                    echo "{\"system\":\"$sys\",\"transport\":\"$tr\",\"users\":$users,\"failed\":\"register (exit $rc)\"}" >>"$OUT/failures.jsonl"
                     stop_sut
                     continue
                 fi
