@@ -97,6 +97,9 @@ pub struct Config {
     pub xcap: SocketAddr,
     /// The embedded GLMS's notifier (SIP, UDP) address; port 0 picks a free one.
     pub glms_sip: SocketAddr,
+    /// UDP over io_uring instead of mio (needs the `uring` cargo feature; falls back to mio
+    /// when the kernel refuses). Off by default: see perf/README.md.
+    pub udp_uring: bool,
 }
 
 /// Where the blocked lists come from (SPEC D3, D4).
@@ -138,6 +141,7 @@ impl Default for Config {
             glms_xcap: None,
             xcap: SocketAddr::from(([127, 0, 0, 1], 8080)),
             glms_sip: SocketAddr::from(([127, 0, 0, 1], 0)),
+            udp_uring: false,
         }
     }
 }

@@ -44,6 +44,9 @@ fn random_u64() -> u64 {
 impl Server {
     pub fn start(cfg: Config) -> Result<Self> {
         cfg.validate()?;
+        if cfg.udp_uring && !cfg!(feature = "uring") {
+            tracing::warn!("udp_uring is set but this build has no `uring` feature: using mio");
+        }
         let workers = cfg.worker_count();
         let trust = trust_list(&cfg)?;
         let metrics = Arc::new(Metrics::new(workers + 1));
@@ -77,6 +80,7 @@ impl Server {
             so_rcvbuf: cfg.so_rcvbuf_bytes,
             so_sndbuf: cfg.so_sndbuf_bytes,
             spread_single_source: cfg.spread_single_source,
+            udp_uring: cfg.udp_uring,
             ..TransportConfig::default()
         };
         // The port is known only after binding (port 0 in tests), and the fast path writes it
