@@ -4,55 +4,10 @@
 //! A counting global allocator counts only on threads that opted in, so the test harness's own
 //! threads cannot disturb the count.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use imserver::policy::{IdBuf, Identity, PolicyTable, RelayTarget, UserPolicy, Verdict, normalize};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note() {
-    // try_with: never panic inside the allocator (e.g. during thread teardown).
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards every call unchanged to `System`; the only addition is a counter.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+mod alloc_count;
+use alloc_count::count_allocations;
 
 const DECISIONS: usize = 10_000;
 
@@ -92,15 +47,6 @@ fn one_message(table: &PolicyTable, from: &[u8], to: &[u8]) -> Option<bool> {
             _ => false,
         })
     })
-}
-
-fn count_allocations(f: impl FnOnce()) -> usize {
-    COUNTING.with(|c| c.set(true));
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    f();
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(false));
-    after - before
 }
 
 fn assert_no_allocations(from: &str, to: &str, expect_relay: bool) {

@@ -101,17 +101,7 @@ pub fn on_publish(state: &mut State, view: &View<'_>, src: &Source) {
                 };
                 (h.name(), value)
             });
-            match &extra {
-                Some((name, value)) => respond::send(
-                    state,
-                    view,
-                    src,
-                    e.status(),
-                    e.reason(),
-                    &[(name, value.as_bytes())],
-                ),
-                None => respond::send(state, view, src, e.status(), e.reason(), &[]),
-            }
+            respond::send_error(state, view, src, e.status(), e.reason(), extra);
         }
     }
 }

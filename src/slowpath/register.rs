@@ -139,17 +139,7 @@ pub fn on_register(state: &mut State, view: &View<'_>, src: &Source) {
             let extra = e
                 .extra_header()
                 .map(|h| (h.name(), h.value_s().to_string()));
-            match &extra {
-                Some((name, value)) => respond::send(
-                    state,
-                    view,
-                    src,
-                    e.status(),
-                    e.reason(),
-                    &[(name, value.as_bytes())],
-                ),
-                None => respond::send(state, view, src, e.status(), e.reason(), &[]),
-            }
+            respond::send_error(state, view, src, e.status(), e.reason(), extra);
         }
     }
 }

@@ -48,3 +48,19 @@ pub fn send(
     state.metrics.slow_block().sent(code);
     state.queue(dest(view, src), out);
 }
+
+/// An error answer that may carry one extra header (`Min-Expires`, `Allow-Events`, `Accept`,
+/// `Retry-After`) given as its name and text value.
+pub fn send_error(
+    state: &mut State,
+    view: &View<'_>,
+    src: &Source,
+    code: u16,
+    reason: &str,
+    extra: Option<(&str, String)>,
+) {
+    match &extra {
+        Some((name, value)) => send(state, view, src, code, reason, &[(name, value.as_bytes())]),
+        None => send(state, view, src, code, reason, &[]),
+    }
+}
