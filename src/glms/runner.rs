@@ -129,6 +129,13 @@ impl Glms {
                     xcap_root_url: xcap_root_url.clone(),
                     service_identities: vec![format!("im-server@{}", cfg.domain)],
                     contact: String::new(),
+                    // No waiting window: a change goes out at once, and a burst is still
+                    // merged because a subscription has one NOTIFY in flight at a time and
+                    // what arrives meanwhile goes out together with the next one (G4). A 2 ms
+                    // window was most of the block-propagation median.
+                    coalesce_ms: 0,
+                    // One subscription per registered user: sized for millions of users.
+                    max_subscriptions: 10_000_000,
                     ..NotifierConfig::default()
                 },
             },

@@ -56,7 +56,9 @@ impl Link {
         cfg.retransmit_t1_ms = Some(500);
         cfg.id_seed = rand::random();
         let identity = cfg.own_identity.clone();
-        let fetcher = Fetcher::start(4, 65_536, &identity, Duration::from_secs(5), move |done| {
+        // Fetches are blocking HTTP exchanges: enough threads that a burst of registrations
+        // (two documents each) does not queue behind a few slow ones.
+        let fetcher = Fetcher::start(16, 65_536, &identity, Duration::from_secs(5), move |done| {
             if queue.push_fetched(done).is_err() {
                 tracing::warn!("slow path gone: a fetch result was dropped");
             }
@@ -95,11 +97,7 @@ impl State {
             a @ Action::SendSubscribe { .. } => {
                 if let Some(bytes) = render_subscribe(&link.cfg, &a, "UDP", &link.sent_by) {
                     let to = link.cfg.glms;
-                    if self.net.send(Dest::Udp(to), bytes).is_err() {
-                        self.metrics
-                            .slow_block()
-                            .dropped(crate::metrics::DropReason::SendFailed);
-                    }
+                    self.send(Dest::Udp(to), bytes);
                 }
             }
             Action::Fetch {

@@ -141,7 +141,13 @@ pub struct State {
     pending: Vec<(Dest, Vec<u8>)>,
     /// The GLMS subscriber, when a GLMS is configured.
     glms: Option<glms::Link>,
+    /// Sends the transport's mailboxes had no room for (a burst of SUBSCRIBEs after a restart,
+    /// say), retried every loop in order; bounded by [`MAX_BACKLOG`].
+    backlog: std::collections::VecDeque<(Dest, Vec<u8>)>,
 }
+
+/// Most sends kept back for a full mailbox; past it the oldest is dropped and counted.
+const MAX_BACKLOG: usize = 1 << 20;
 
 /// Longest sleep between timer checks: bounds how late an expiry can be seen.
 const MAX_WAIT: Duration = Duration::from_millis(250);
@@ -171,6 +177,7 @@ impl State {
             next_credentials_check_ms: 0,
             pending: Vec::new(),
             glms,
+            backlog: std::collections::VecDeque::new(),
         };
         let now = now_ms();
         // D6: the last known lists apply at once after a restart; they are revalidated when
@@ -261,9 +268,39 @@ impl State {
         if let Err(e) = self.store.write(&batch) {
             tracing::error!(error = %e, "durable write failed; state is in memory only");
         }
-        for (dest, bytes) in self.pending.drain(..) {
-            if self.net.send(dest, bytes).is_err() {
-                self.metrics.slow_block().dropped(DropReason::SendFailed);
+        let pending = std::mem::take(&mut self.pending);
+        for (dest, bytes) in pending {
+            self.send(dest, bytes);
+        }
+        self.drain_backlog();
+    }
+
+    /// Sends now, or keeps the message for the next loop when the worker's mailbox is full:
+    /// the slow path never loses a response or a SUBSCRIBE to a burst.
+    fn send(&mut self, dest: Dest, bytes: Vec<u8>) {
+        if !self.backlog.is_empty() {
+            // Keep the order: behind what is already waiting.
+            self.backlog_push(dest, bytes);
+            return;
+        }
+        if let Err((dest, bytes)) = self.net.try_send(dest, bytes) {
+            self.backlog_push(dest, bytes);
+        }
+    }
+
+    fn backlog_push(&mut self, dest: Dest, bytes: Vec<u8>) {
+        if self.backlog.len() >= MAX_BACKLOG {
+            self.backlog.pop_front();
+            self.metrics.slow_block().dropped(DropReason::SendFailed);
+        }
+        self.backlog.push_back((dest, bytes));
+    }
+
+    fn drain_backlog(&mut self) {
+        while let Some((dest, bytes)) = self.backlog.pop_front() {
+            if let Err((dest, bytes)) = self.net.try_send(dest, bytes) {
+                self.backlog.push_front((dest, bytes));
+                break;
             }
         }
     }
@@ -305,6 +342,12 @@ impl State {
             .map_or(MAX_WAIT, |at| {
                 Duration::from_millis(at.saturating_sub(now)).min(MAX_WAIT)
             });
+            // Sends waiting for room in a mailbox: come back soon.
+            let wake = if self.backlog.is_empty() {
+                wake
+            } else {
+                wake.min(Duration::from_millis(1))
+            };
             match rx.next(wake) {
                 Next::Job(job) => {
                     self.handle(&job);

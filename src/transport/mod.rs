@@ -294,6 +294,12 @@ impl TransportHandle {
     /// address hashes to (so its connection is reused), `Conn` on its owner. `Dest::Reply` has no
     /// source here: it is dropped and counted in `send_errors`.
     pub fn send(&self, dest: Dest, bytes: Vec<u8>) -> Result<(), Full> {
+        self.try_send(dest, bytes).map_err(|_| Full)
+    }
+
+    /// Like [`TransportHandle::send`], but a full mailbox hands the message back, so the
+    /// caller can keep it and try again instead of losing it.
+    pub fn try_send(&self, dest: Dest, bytes: Vec<u8>) -> Result<(), (Dest, Vec<u8>)> {
         let n = self.mailboxes.len();
         let worker = match dest {
             Dest::Reply => {
@@ -312,9 +318,9 @@ impl TransportHandle {
             }
         };
         let mailbox = &self.mailboxes[worker];
-        mailbox.push_owned(dest, bytes).map_err(|(full, _)| {
+        mailbox.push_owned(dest, bytes).map_err(|(_, bytes)| {
             self.stats.worker(worker).add_mailbox_full(1);
-            full
+            (dest, bytes)
         })
     }
 

@@ -103,6 +103,11 @@ impl GlmsSip {
         store: Option<Arc<dyn SubscriptionStore>>,
     ) -> io::Result<GlmsSip> {
         let mut socket = UdpSocket::bind(cfg.addr)?;
+        // A restarted IM Server re-subscribes for every registered user at once; the default
+        // receive buffer (a few hundred datagrams) would drop most of that burst. Best effort.
+        let sock = socket2::SockRef::from(&socket);
+        let _ = sock.set_recv_buffer_size(4 << 20);
+        let _ = sock.set_send_buffer_size(4 << 20);
         let local_addr = socket.local_addr()?;
         let poll = Poll::new()?;
         poll.registry()
