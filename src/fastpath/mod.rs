@@ -149,51 +149,49 @@ impl FastPath {
 
 /// A response: ours to relay back (pop our Via), the slow path's, or not ours (dropped).
 fn on_response(shared: &Shared, worker: usize, view: &View<'_>, src: &Source, out: &mut Outbox) {
-    {
-        let counters = shared.metrics.block(worker);
-        if validate::check_response(view).is_err() {
-            counters.dropped(DropReason::Malformed);
-            return;
+    let counters = shared.metrics.block(worker);
+    if validate::check_response(view).is_err() {
+        counters.dropped(DropReason::Malformed);
+        return;
+    }
+    let branch_is_slow = via::top(view)
+        .and_then(|(_, v)| v.ok())
+        .and_then(|v| v.branch())
+        .is_some_and(|b| b.starts_with(SLOW_BRANCH_PREFIX));
+    if branch_is_slow {
+        if shared
+            .slow
+            .try_push(SlowJob::new(view.bytes(), src))
+            .is_err()
+        {
+            counters.dropped(DropReason::SlowQueueFull);
         }
-        let branch_is_slow = via::top(view)
-            .and_then(|(_, v)| v.ok())
-            .and_then(|v| v.branch())
-            .is_some_and(|b| b.starts_with(SLOW_BRANCH_PREFIX));
-        if branch_is_slow {
-            if shared
-                .slow
-                .try_push(SlowJob::new(view.bytes(), src))
-                .is_err()
-            {
-                counters.dropped(DropReason::SlowQueueFull);
-            }
-            return;
+        return;
+    }
+    let own = sip::write::OwnVia {
+        host: &shared.own_host,
+        port: shared.own_port,
+        branch_prefix: via::MAGIC_COOKIE,
+    };
+    let code = view.status();
+    match sip::write::write_relay_response(view, &own, out.buffer()) {
+        Ok(hop) => {
+            let dest = match (
+                hop.transport,
+                hop.popped.value(crate::transport::ConnRef::PARAM_NAME),
+            ) {
+                (Transport::Tcp, Some(cid)) => match crate::transport::ConnRef::parse(cid) {
+                    Some(conn) => Dest::Conn(conn),
+                    None => Dest::Tcp(hop.addr),
+                },
+                (Transport::Tcp, None) => Dest::Tcp(hop.addr),
+                (Transport::Udp, _) => Dest::Udp(hop.addr),
+            };
+            out.push(dest);
+            counters.relayed_response(code);
         }
-        let own = sip::write::OwnVia {
-            host: &shared.own_host,
-            port: shared.own_port,
-            branch_prefix: via::MAGIC_COOKIE,
-        };
-        let code = view.status();
-        match sip::write::write_relay_response(view, &own, out.buffer()) {
-            Ok(hop) => {
-                let dest = match (
-                    hop.transport,
-                    hop.popped.value(crate::transport::ConnRef::PARAM_NAME),
-                ) {
-                    (Transport::Tcp, Some(cid)) => match crate::transport::ConnRef::parse(cid) {
-                        Some(conn) => Dest::Conn(conn),
-                        None => Dest::Tcp(hop.addr),
-                    },
-                    (Transport::Tcp, None) => Dest::Tcp(hop.addr),
-                    (Transport::Udp, _) => Dest::Udp(hop.addr),
-                };
-                out.push(dest);
-                counters.relayed_response(code);
-            }
-            Err(sip::write::RelayDrop::NotOurs) => counters.dropped(DropReason::ResponseNotOurs),
-            Err(_) => counters.dropped(DropReason::ResponseUnroutable),
-        }
+        Err(sip::write::RelayDrop::NotOurs) => counters.dropped(DropReason::ResponseNotOurs),
+        Err(_) => counters.dropped(DropReason::ResponseUnroutable),
     }
 }
 
