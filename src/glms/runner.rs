@@ -81,6 +81,11 @@ impl SubscriptionStore for Subs {
     fn subscriptions(&self) -> std::io::Result<Vec<(String, Vec<u8>)>> {
         self.0.subscriptions().map_err(std::io::Error::other)
     }
+    fn apply_batch(&self, puts: &[(String, Vec<u8>)], removes: &[String]) -> std::io::Result<()> {
+        self.0
+            .apply_subscriptions(puts, removes)
+            .map_err(std::io::Error::other)
+    }
 }
 
 impl Glms {

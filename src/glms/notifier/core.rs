@@ -38,6 +38,16 @@ pub trait SubscriptionStore: Send + Sync {
     fn put_subscription(&self, id: &str, bytes: &[u8]) -> std::io::Result<()>;
     fn remove_subscription(&self, id: &str) -> std::io::Result<()>;
     fn subscriptions(&self) -> std::io::Result<Vec<(String, Vec<u8>)>>;
+    /// Several changes at once; a store that can should make them durable together.
+    fn apply_batch(&self, puts: &[(String, Vec<u8>)], removes: &[String]) -> std::io::Result<()> {
+        for (id, bytes) in puts {
+            self.put_subscription(id, bytes)?;
+        }
+        for id in removes {
+            self.remove_subscription(id)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
