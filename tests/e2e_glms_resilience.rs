@@ -174,6 +174,18 @@ fn an_im_server_killed_and_restarted_enforces_the_last_known_lists_at_once() {
     );
     assert_eq!(code, 200);
     assert!(String::from_utf8_lossy(&body).contains("sip:tom@example.com"));
+    // The subscription works again after the restart: an unblock reaches the IM Server.
+    let before = s.metric(APPLIED);
+    assert_eq!(put_as_bob(xcap, &doc("")), 200);
+    assert!(
+        wait_metric(&s, APPLIED, before + 1) > before,
+        "a change after the restart is applied"
+    );
+    assert_eq!(
+        tom_says(&s, &core, &bob_ue, 3),
+        (200, true),
+        "Tom gets through again"
+    );
 }
 
 #[test]
