@@ -156,6 +156,8 @@ pub struct Metrics {
     blocks: Box<[WorkerCounters]>,
     /// Compiled policies from the GLMS published into the snapshot (D2, D3).
     glms_policies: AtomicU64,
+    /// SUBSCRIBEs sent to the GLMS (retransmissions included), and their final answers.
+    glms_subscribes: [AtomicU64; 3],
     gauges: Mutex<Vec<(&'static str, &'static str, Gauge)>>,
     sections: Mutex<Vec<Section>>,
 }
@@ -166,6 +168,7 @@ impl Metrics {
         Self {
             blocks: (0..blocks.max(1)).map(|_| WorkerCounters::new()).collect(),
             glms_policies: AtomicU64::new(0),
+            glms_subscribes: std::array::from_fn(|_| AtomicU64::new(0)),
             gauges: Mutex::new(Vec::new()),
             sections: Mutex::new(Vec::new()),
         }
@@ -179,6 +182,13 @@ impl Metrics {
     /// The last block, reserved for the slow path.
     pub fn slow_block(&self) -> &WorkerCounters {
         &self.blocks[self.blocks.len() - 1]
+    }
+
+    /// A SUBSCRIBE to the GLMS was sent (0), answered 2xx (1), or refused (2).
+    pub fn glms_subscribe(&self, what: usize) {
+        if let Some(c) = self.glms_subscribes.get(what) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// A compiled policy from the GLMS took effect.
@@ -288,6 +298,19 @@ impl Metrics {
             "imserver_glms_policies_applied_total {}",
             self.glms_policies.load(Ordering::Relaxed)
         );
+        header(
+            &mut s,
+            "imserver_glms_subscribes_total",
+            "SUBSCRIBEs sent to the GLMS (retransmissions included) and their final answers",
+            "counter",
+        );
+        for (i, what) in ["sent", "accepted", "refused"].iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "imserver_glms_subscribes_total{{event=\"{what}\"}} {}",
+                self.glms_subscribes[i].load(Ordering::Relaxed)
+            );
+        }
         for (name, help, f) in lock(&self.gauges).iter() {
             header(&mut s, name, help, "gauge");
             let _ = writeln!(s, "{name} {}", f());

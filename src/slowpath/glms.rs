@@ -97,6 +97,7 @@ impl State {
             a @ Action::SendSubscribe { .. } => {
                 if let Some(bytes) = render_subscribe(&link.cfg, &a, "UDP", &link.sent_by) {
                     let to = link.cfg.glms;
+                    self.metrics.glms_subscribe(0);
                     self.send(Dest::Udp(to), bytes);
                 }
             }
@@ -227,6 +228,16 @@ impl State {
                 .and_then(|n| n.tag())
                 .and_then(|t| std::str::from_utf8(t).ok()),
         };
+        if r.code >= 300 {
+            tracing::warn!(
+                code = r.code,
+                call_id = r.call_id,
+                "the GLMS refused a SUBSCRIBE"
+            );
+            self.metrics.glms_subscribe(2);
+        } else if r.code >= 200 {
+            self.metrics.glms_subscribe(1);
+        }
         link.sub.on_response(now, &r);
         self.glms_poll();
     }
