@@ -9,7 +9,9 @@ mod common;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::{ServerProc, Udp, header, http, message, ok_for, status, wait_metric};
+use common::{
+    ServerProc, Udp, header, http, message, ok_for, register_bob, status, tom_says, wait_metric,
+};
 
 const BOB: &str = "sip:bob@example.com";
 const TOM: &str = "sip:tom@example.com";
@@ -35,39 +37,6 @@ fn put_as_bob(xcap: SocketAddr, body: &str) -> u16 {
         body.as_bytes(),
     )
     .0
-}
-
-fn register_bob(s: &ServerProc, core: &Udp, bob_ue: &Udp) {
-    let reg = format!(
-        "REGISTER sip:im.example.com SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bKreg{p};rport\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:scscf@example.com>;tag=s1\r\nTo: <{BOB}>\r\nCall-ID: reg-{p}\r\n\
-         CSeq: 1 REGISTER\r\nContact: <sip:bob@{ue}>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n",
-        via = core.addr(),
-        p = bob_ue.addr().port(),
-        ue = bob_ue.addr()
-    );
-    core.send(s.sip, reg.as_bytes());
-    assert_eq!(core.recv().map(|r| status(&r)), Some(200));
-}
-
-/// Tom's MESSAGE: the status Tom sees, and whether Bob received it.
-fn tom_says(s: &ServerProc, core: &Udp, bob_ue: &Udp, n: u32) -> (u16, bool) {
-    core.send(
-        s.sip,
-        &message(
-            BOB,
-            TOM,
-            Some(TOM),
-            core.addr(),
-            "UDP",
-            &format!("r{n}-{}", core.addr().port()),
-        ),
-    );
-    if let Some(m) = bob_ue.recv_for(Duration::from_millis(500)) {
-        bob_ue.send(s.sip, &ok_for(&m));
-        return (core.recv().map_or(0, |r| status(&r)), true);
-    }
-    (core.recv().map_or(0, |r| status(&r)), false)
 }
 
 /// Free loopback ports for a GLMS to be started later (bound and released now).
@@ -136,7 +105,7 @@ fn a_glms_killed_and_restarted_mid_flow_loses_nothing_and_keeps_notifying() {
         wait_metric(&s, APPLIED, before + 1) > before,
         "notified after the GLMS restart"
     );
-    assert_eq!(tom_says(&s, &core, &bob_ue, 1), (603, false));
+    assert_eq!(tom_says(&s, &core, &bob_ue, TOM, 1), (603, false));
     drop(glms);
 }
 
@@ -153,13 +122,13 @@ fn an_im_server_killed_and_restarted_enforces_the_last_known_lists_at_once() {
         201
     );
     assert!(wait_metric(&s, APPLIED, 2) >= 2);
-    assert_eq!(tom_says(&s, &core, &bob_ue, 1), (603, false));
+    assert_eq!(tom_says(&s, &core, &bob_ue, TOM, 1), (603, false));
     let data = s.kill();
     // D6: the binding and the cached policy come back with the process; Tom is declined at
     // once, before any revalidation could have happened.
     let s = ServerProc::start_with_data(&["--domain", "example.com"], data);
     assert_eq!(
-        tom_says(&s, &core, &bob_ue, 2),
+        tom_says(&s, &core, &bob_ue, TOM, 2),
         (603, false),
         "the cached list applies at once"
     );
@@ -182,7 +151,7 @@ fn an_im_server_killed_and_restarted_enforces_the_last_known_lists_at_once() {
         "a change after the restart is applied"
     );
     assert_eq!(
-        tom_says(&s, &core, &bob_ue, 3),
+        tom_says(&s, &core, &bob_ue, TOM, 3),
         (200, true),
         "Tom gets through again"
     );
@@ -230,7 +199,7 @@ fn a_glms_unreachable_at_registration_holds_messages_back_then_enforces() {
         "the policy was fetched once the GLMS came"
     );
     assert_eq!(
-        tom_says(&s, &core, &bob_ue, 3),
+        tom_says(&s, &core, &bob_ue, TOM, 3),
         (603, false),
         "then enforced"
     );

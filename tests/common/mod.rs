@@ -427,3 +427,41 @@ pub fn wait_metric(server: &ServerProc, metric: &str, at_least: u64) -> u64 {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The core's third-party REGISTER for Bob (seed steps 1-4).
+pub fn register_bob(s: &ServerProc, core: &Udp, bob_ue: &Udp) {
+    let reg = format!(
+        "REGISTER sip:im.example.com SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bKreg{p};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:scscf@example.com>;tag=s1\r\nTo: <sip:bob@example.com>\r\nCall-ID: reg-{p}\r\n\
+         CSeq: 1 REGISTER\r\nContact: <sip:bob@{ue}>;+g.oma.sip-im\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n",
+        via = core.addr(),
+        p = bob_ue.addr().port(),
+        ue = bob_ue.addr()
+    );
+    core.send(s.sip, reg.as_bytes());
+    assert_eq!(
+        core.recv().map(|r| status(&r)),
+        Some(200),
+        "the IM Server accepts Bob's registration"
+    );
+}
+
+/// Tom's MESSAGE through the core; returns the final status Tom sees and whether Bob got it.
+pub fn tom_says(s: &ServerProc, core: &Udp, bob_ue: &Udp, from: &str, n: u32) -> (u16, bool) {
+    core.send(
+        s.sip,
+        &message(
+            "sip:bob@example.com",
+            from,
+            Some(from),
+            core.addr(),
+            "UDP",
+            &format!("m{n}-{}", core.addr().port()),
+        ),
+    );
+    if let Some(m) = bob_ue.recv_for(Duration::from_millis(500)) {
+        bob_ue.send(s.sip, &ok_for(&m));
+        return (core.recv().map_or(0, |r| status(&r)), true);
+    }
+    (core.recv().map_or(0, |r| status(&r)), false)
+}
