@@ -23,6 +23,8 @@ pub struct Scratch {
     sender: IdBuf,
     challenge_sha256: Vec<u8>,
     challenge_md5: Vec<u8>,
+    /// Our Via's extra parameter for a TCP sender (`;cid=w.t.g`).
+    via_params: Vec<u8>,
 }
 
 impl Default for Scratch {
@@ -32,6 +34,7 @@ impl Default for Scratch {
             sender: IdBuf::default(),
             challenge_sha256: Vec::with_capacity(512),
             challenge_md5: Vec::with_capacity(512),
+            via_params: Vec::with_capacity(64),
         }
     }
 }
@@ -132,6 +135,14 @@ pub fn on_message(
         );
         return;
     }
+    // §16.11 stateless relay: a TCP sender's connection rides in our Via, so the response
+    // finds it from whichever worker receives it (written here, used only when relaying).
+    ids.via_params.clear();
+    if let Some(conn) = src.conn.filter(|_| src.transport == Transport::Tcp) {
+        ids.via_params.push(b';');
+        conn.write_param(&mut ids.via_params);
+    }
+    let via_params = &ids.via_params[..];
     let sender_id = ids.sender.as_bytes();
     // D7: an untrusted sender proves its From with Digest (407, RFC 3261 §22.3).
     if !trusted {
@@ -205,10 +216,6 @@ pub fn on_message(
                 );
             }
             Verdict::Relay(target) => {
-                // §16.11 stateless relay; a TCP sender's connection rides in our Via so the
-                // response finds it from whichever worker receives it.
-                let mut cid = [0u8; 48];
-                let via_params = conn_param(src, &mut cid);
                 let spec = write::RelaySpec {
                     own_transport: if target.tcp {
                         Transport::Tcp
@@ -246,51 +253,6 @@ pub fn on_message(
 fn block(shared: &Shared, worker: usize, view: &View<'_>, src: &Source, out: &mut Outbox) {
     let (code, reason) = shared.block.status();
     reply::send(shared, worker, view, src, code, reason, &[], out);
-}
-
-/// `;cid=w.t.g` for a TCP source, written into a stack buffer.
-fn conn_param<'b>(src: &Source, buf: &'b mut [u8; 48]) -> &'b [u8] {
-    let Some(conn) = src.conn.filter(|_| src.transport == Transport::Tcp) else {
-        return &[];
-    };
-    let mut tmp = StackWriter { buf, len: 0 };
-    tmp.put(b";");
-    tmp.put(ConnRef::PARAM_NAME.as_bytes());
-    tmp.put(b"=");
-    tmp.num(u64::from(conn.worker));
-    tmp.put(b".");
-    tmp.num(u64::from(conn.token));
-    tmp.put(b".");
-    tmp.num(u64::from(conn.generation));
-    let len = tmp.len;
-    &buf[..len]
-}
-
-struct StackWriter<'b> {
-    buf: &'b mut [u8; 48],
-    len: usize,
-}
-
-impl StackWriter<'_> {
-    fn put(&mut self, b: &[u8]) {
-        let end = (self.len + b.len()).min(self.buf.len());
-        let n = end - self.len;
-        self.buf[self.len..end].copy_from_slice(&b[..n]);
-        self.len = end;
-    }
-    fn num(&mut self, mut v: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.put(&digits[i..]);
-    }
 }
 
 #[cfg(test)]
