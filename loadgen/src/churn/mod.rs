@@ -461,32 +461,34 @@ impl Changer {
     }
 }
 
+/// A small configuration for unit tests (shared by this module's and report's tests).
+#[cfg(test)]
+pub(crate) fn test_config() -> ChurnConfig {
+    ChurnConfig {
+        root: XcapRoot::parse("http://127.0.0.1:1/xcap-root").expect("root"),
+        changes_per_s: 20.0,
+        duration: Duration::from_secs(3),
+        connections: 2,
+        probe_interval: Duration::from_micros(500),
+        probe_bound: Duration::from_secs(2),
+        http_timeout: Duration::from_secs(1),
+        transport: Transport::Udp,
+        target: "127.0.0.1:5060".parse().expect("addr"),
+        local_ip: IpAddr::from([127, 0, 0, 1]),
+        run_id: 1,
+        domain: "example.com".into(),
+        body: Vec::new(),
+        block_code: 603,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn cfg() -> ChurnConfig {
-        ChurnConfig {
-            root: XcapRoot::parse("http://127.0.0.1:1/xcap-root").expect("root"),
-            changes_per_s: 20.0,
-            duration: Duration::from_secs(3),
-            connections: 2,
-            probe_interval: Duration::from_micros(500),
-            probe_bound: Duration::from_secs(2),
-            http_timeout: Duration::from_secs(1),
-            transport: Transport::Udp,
-            target: "127.0.0.1:5060".parse().expect("addr"),
-            local_ip: IpAddr::from([127, 0, 0, 1]),
-            run_id: 1,
-            domain: "example.com".into(),
-            body: Vec::new(),
-            block_code: 603,
-        }
-    }
-
     #[test]
     fn counts_and_merges() {
-        assert_eq!(cfg().change_count(), 60);
+        assert_eq!(test_config().change_count(), 60);
         let mut a = ChangeStats {
             attempted: 2,
             committed: 2,

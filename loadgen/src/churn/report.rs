@@ -251,29 +251,6 @@ fn join(map: &BTreeMap<String, u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::Transport;
-    use crate::xcap::XcapRoot;
-    use std::net::IpAddr;
-    use std::time::Duration;
-
-    fn cfg() -> ChurnConfig {
-        ChurnConfig {
-            root: XcapRoot::parse("http://127.0.0.1:1/xcap-root").expect("root"),
-            changes_per_s: 20.0,
-            duration: Duration::from_secs(3),
-            connections: 2,
-            probe_interval: Duration::from_micros(500),
-            probe_bound: Duration::from_secs(2),
-            http_timeout: Duration::from_secs(1),
-            transport: Transport::Udp,
-            target: "127.0.0.1:5060".parse().expect("addr"),
-            local_ip: IpAddr::from([127, 0, 0, 1]),
-            run_id: 1,
-            domain: "example.com".into(),
-            body: Vec::new(),
-            block_code: 603,
-        }
-    }
 
     #[test]
     fn failures_fail_the_verdict() {
@@ -281,7 +258,7 @@ mod tests {
         params.max_blocked = 5;
         let set = crate::dataset::Dataset::generate(params).expect("dataset");
         let table = ChurnTable::build(&set, 4, 603, 0);
-        let cfg = cfg();
+        let cfg = crate::churn::test_config();
         let wait = PolicyWait {
             users: 0,
             known: 0,
