@@ -52,6 +52,19 @@ fn free_ports() -> (SocketAddr, SocketAddr) {
     (u, t)
 }
 
+/// `imserver run` pointed at a standalone GLMS (notifier `sip`, XCAP `xcap`).
+fn im_server_with_glms(sip: SocketAddr, xcap: SocketAddr) -> ServerProc {
+    let (glms, root) = (format!("sip:{sip}"), format!("http://{xcap}/xcap-root"));
+    ServerProc::start(&[
+        "--domain",
+        "example.com",
+        "--glms",
+        &glms,
+        "--glms-xcap",
+        &root,
+    ])
+}
+
 fn glms_on(sip: SocketAddr, xcap: SocketAddr, data: tempfile::TempDir) -> ServerProc {
     let (s, x) = (sip.to_string(), xcap.to_string());
     ServerProc::start_glms_at(
@@ -64,15 +77,7 @@ fn glms_on(sip: SocketAddr, xcap: SocketAddr, data: tempfile::TempDir) -> Server
 fn a_glms_killed_and_restarted_mid_flow_loses_nothing_and_keeps_notifying() {
     let glms = ServerProc::start_glms(&["--domain", "example.com"], tempfile::tempdir().unwrap());
     let (gsip, gxcap) = (glms.sip, glms.xcap.unwrap());
-    let root = format!("http://{gxcap}/xcap-root");
-    let s = ServerProc::start(&[
-        "--domain",
-        "example.com",
-        "--glms",
-        &format!("sip:{gsip}"),
-        "--glms-xcap",
-        &root,
-    ]);
+    let s = im_server_with_glms(gsip, gxcap);
     let core = Udp::bind();
     let bob_ue = Udp::bind();
     register_bob(&s, &core, &bob_ue);
@@ -160,15 +165,7 @@ fn an_im_server_killed_and_restarted_enforces_the_last_known_lists_at_once() {
 #[test]
 fn a_glms_unreachable_at_registration_holds_messages_back_then_enforces() {
     let (gsip, gxcap) = free_ports();
-    let root = format!("http://{gxcap}/xcap-root");
-    let s = ServerProc::start(&[
-        "--domain",
-        "example.com",
-        "--glms",
-        &format!("sip:{gsip}"),
-        "--glms-xcap",
-        &root,
-    ]);
+    let s = im_server_with_glms(gsip, gxcap);
     let core = Udp::bind();
     let bob_ue = Udp::bind();
     register_bob(&s, &core, &bob_ue);
@@ -212,15 +209,7 @@ fn malformed_notifies_get_the_right_answers_and_change_nothing() {
     let fake = Udp::bind();
     // Nothing listens at this XCAP root: fetches fail, which must not matter here.
     let (_, dead_xcap) = free_ports();
-    let root = format!("http://{dead_xcap}/xcap-root");
-    let s = ServerProc::start(&[
-        "--domain",
-        "example.com",
-        "--glms",
-        &format!("sip:{}", fake.addr()),
-        "--glms-xcap",
-        &root,
-    ]);
+    let s = im_server_with_glms(fake.addr(), dead_xcap);
     let core = Udp::bind();
     let bob_ue = Udp::bind();
     register_bob(&s, &core, &bob_ue);
