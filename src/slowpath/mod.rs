@@ -187,7 +187,6 @@ impl State {
             link.sub
                 .restore(now, cached.into_iter().map(|(_, e)| e).collect());
             state.glms_poll();
-            link_dirty_drop(&mut state);
         }
         let bindings = state.store.bindings()?;
         let pubs = state.store.publications()?;
@@ -209,6 +208,9 @@ impl State {
         // Restoring marks everything dirty; it is already on disk.
         state.registrar.changed_aors().for_each(drop);
         state.settings.changed_aors().for_each(drop);
+        if let Some(link) = state.glms.as_mut() {
+            drop(link.sub.export_dirty());
+        }
         tracing::info!(
             aors = state.registrar.aor_count(),
             publications = state.settings.aor_count(),
@@ -493,13 +495,6 @@ impl State {
                 ..UserPolicy::default()
             }),
         });
-    }
-}
-
-/// Restoring marks the cache dirty; it is already on disk.
-fn link_dirty_drop(state: &mut State) {
-    if let Some(link) = state.glms.as_mut() {
-        drop(link.sub.export_dirty());
     }
 }
 
