@@ -43,6 +43,7 @@ fi
 : "${GEN_CPU:=1}"
 : "${KAM_CHILDREN:=1}"
 : "${TIMEOUT_MS:=2000}"
+: "${HICCUP_S:=$([[ $QUICK == 1 ]] && echo 3 || echo 10)}"  # machine-stall probe per core, start and end
 : "${SKIP_INSTALL:=0}"
 : "${SKIP_BUILD:=0}"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -289,6 +290,21 @@ counters() {
     esac
 }
 
+# hiccups LABEL: the machine's own stalls. `loadgen hiccup` spins on the clock on each of the
+# two cores at once (nothing else of ours running) and counts the gaps; the report sets the
+# latency tails beside them.
+hiccups() {
+    local label=$1 cpu pids=()
+    log "hiccup probe ($label): ${HICCUP_S} s on CPUs $SERVER_CPU and $GEN_CPU"
+    for cpu in "$SERVER_CPU" "$GEN_CPU"; do
+        pin "$cpu" timeout --kill-after=5 $((HICCUP_S + 30)) "$LOADGEN" hiccup --duration-s "$HICCUP_S" \
+            --json "$OUT/hiccup-$label-cpu$cpu.json" >"$OUT/hiccup-$label-cpu$cpu.out" 2>&1 &
+        pids+=($!)
+        STARTED_PIDS+=($!)
+    done
+    wait "${pids[@]}" || log "  hiccup probe failed (see $OUT/hiccup-$label-*.out)"
+}
+
 # ---------------------------------------------------------------- one measured step
 STEP_N=0
 # step SYSTEM TRANSPORT USERS BLOCKED PHASE FRACTION RATE|"" : runs one loadgen step against the
@@ -422,6 +438,7 @@ main() {
     } >"$OUT/env.txt"
     log "mode $MODE; results in $OUT"
 
+    hiccups start
     # Empty baselines for memory: each server started with no users at all.
     local empty="$OUT/datasets/empty"
     mkdir -p "$empty/kam"
@@ -503,6 +520,7 @@ main() {
             done
         done
     done
+    hiccups end
     echo "elapsed_s=$((SECONDS - start_s))" >>"$OUT/env.txt"
     echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
     log "writing $REPORT"

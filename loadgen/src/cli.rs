@@ -33,6 +33,8 @@ pub enum Command {
     Dataset(DatasetArgs),
     /// Raw datagrams and their round trips (the floor, against udp-echo).
     Raw(RawArgs),
+    /// The machine's own stalls: spins on the clock on this core and counts the gaps.
+    Hiccup(HiccupArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -244,6 +246,16 @@ pub struct RawArgs {
     /// Datagram size in bytes (at least 24).
     #[arg(long, default_value_t = 200)]
     pub size: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct HiccupArgs {
+    /// How long to spin (1 to 600 seconds).
+    #[arg(long, default_value_t = 10)]
+    pub duration_s: u64,
+    /// Writes the result as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use anyhow::{Context, bail, ensure};
 use crate::churn::table::ChurnTable;
 use crate::churn::{self as churning, Changers, ChurnConfig, ChurnReport, ReportInputs};
 use crate::cli::{
-    ChurnArgs, Command, DataArgs, DatasetArgs, IdentityArg, LoadArgs, MessageArgs, MixedArgs,
-    RawArgs, SipArgs, TransportArg,
+    ChurnArgs, Command, DataArgs, DatasetArgs, HiccupArgs, IdentityArg, LoadArgs, MessageArgs,
+    MixedArgs, RawArgs, SipArgs, TransportArg,
 };
 use crate::dataset::{Dataset, DatasetParams};
 use crate::engine::pacer::{Pacing, Schedule};
@@ -48,7 +48,22 @@ pub fn execute(command: Command) -> anyhow::Result<bool> {
         Command::Mixed(args) => mixed(&args),
         Command::Churn(args) => churn(&args),
         Command::Raw(args) => raw(&args),
+        Command::Hiccup(args) => hiccup(&args).map(|()| true),
     }
+}
+
+fn hiccup(args: &HiccupArgs) -> anyhow::Result<()> {
+    ensure!(
+        (1..=600).contains(&args.duration_s),
+        "--duration-s must be in 1..=600"
+    );
+    let h = crate::hiccup::probe(Duration::from_secs(args.duration_s));
+    println!("{}", crate::hiccup::summary(&h));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&h)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 enum RunKind<'a> {

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod dataset;
 pub mod engine;
+pub mod hiccup;
 pub mod kernel;
 pub mod report;
 pub mod rng;

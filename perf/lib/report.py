@@ -450,6 +450,21 @@ def write(out_dir, report_path, plots_dir):
         L.append(table(["system", "transport", "users", "blocked", "errors", "loadgen", "server counters (delta)"], rows))
         L.append("")
 
+    hiccups = []
+    for f in sorted(os.listdir(out_dir)):
+        if f.startswith("hiccup-") and f.endswith(".json"):
+            h = read_json(os.path.join(out_dir, f))
+            if h:
+                label, cpu = f[len("hiccup-"):-len(".json")].rsplit("-cpu", 1)
+                hiccups.append((label, cpu, h))
+    # Both cores stall independently and a request needs both (generator and server), so the
+    # share of time a request is delayed >= 1 ms by stalls alone is about the sum over the cores;
+    # the worse of the start and end probes is the figure.
+    by_label = {}
+    for label, _, h in hiccups:
+        by_label[label] = by_label.get(label, 0.0) + h["delayed_over_1ms_fraction"]
+    stall_floor = max(by_label.values()) if by_label else None
+
     # ---------------- goals
     L.append("## Goals")
     L.append("")
@@ -472,15 +487,23 @@ def write(out_dir, report_path, plots_dir):
                          f"{tr}, {n:,} users, blocked {b}",
                          f"{im['cpu_us_per_dgram']:.2f} vs {echo_closed['cpu_us_per_dgram']:.2f} µs = **{r:.2f}x**",
                          invalid(im, echo_closed) or ("PASS" if r <= GOAL_ECHO_RATIO else "FAIL")])
+    echo_half = [s for s in pick("echo", None, "latency") if abs(s["fraction"] - 0.5) < 1e-9]
+    floor = []
+    if echo_half and echo_half[0]["p99"] is not None:
+        floor.append(f"echo floor p99 at 50%: {us(echo_half[0]['p99'])} µs")
+    if stall_floor is not None:
+        floor.append(f"machine stalls alone delay a request >= 1 ms {stall_floor * 100:.2f}% of the time")
     for k in groups:
         tr, n, b = k
         half = [s for s in pick("imserver", k, "latency") if abs(s["fraction"] - 0.5) < 1e-9]
         if half:
             s = half[0]
+            ok = s["p99"] is not None and s["p99"] < GOAL_P99_US and s["sustained"]
             rows.append([f"imserver p99 < {GOAL_P99_US / 1000:g} ms at 50% of max sustained load",
                          f"{tr}, {n:,} users, blocked {b}",
-                         f"p99 **{us(s['p99'])} µs** at {s['rate']:,}/s",
-                         "PASS" if s["p99"] is not None and s["p99"] < GOAL_P99_US and s["sustained"] else "FAIL"])
+                         f"p99 **{us(s['p99'])} µs** at {s['rate']:,}/s" + ("" if ok or not floor else
+                                                                           " (" + "; ".join(floor) + ")"),
+                         "PASS" if ok else "FAIL"])
         else:
             rows.append([f"imserver p99 < {GOAL_P99_US / 1000:g} ms at 50% load", f"{tr}, {n:,} users, blocked {b}",
                          "no 50% step (nothing sustained)", "n/a"])
@@ -489,6 +512,28 @@ def write(out_dir, report_path, plots_dir):
     L.append("Ratios are computed within this run, from the closed-loop step of each system "
              "(same machine, same minute, same data set).")
     L.append("")
+    if hiccups:
+        L.append("## Machine stalls")
+        L.append("")
+        L.append("`loadgen hiccup` spins on the clock on each core, both at once, with nothing else of ours "
+                 "running, at the start and at the end of the run, and counts the gaps between readings "
+                 "(jHiccup's method). A gap is time the core did not run the probe at all: on this virtual "
+                 "machine, the hypervisor taking the vCPU. No server answers faster than the machine lets it "
+                 "run: a request whose intended send time falls in the first S − 1 ms of a stall of length S "
+                 "waits over 1 ms whatever the server does. The last column adds that share over both cores "
+                 "(a request needs both the generator's and the server's); when it is near or above 1%, a p99 "
+                 "under 1 ms cannot be measured on this machine for any system, the echo included.")
+        L.append("")
+        rows = []
+        for label, cpu, h in hiccups:
+            share = 100.0 * h["stalled_ms_over_1ms"] / 1e3 / max(h["duration_s"], 1e-9)
+            rows.append([label, cpu, f"{h['duration_s']:.0f} s", fmt(h["stalls_over_100us"]),
+                         fmt(h["stalls_over_1ms"]), f"{h['stalled_ms_over_1ms']:,.1f} ms ({share:.2f}%)",
+                         f"{h['max_stall_us']:,.0f} µs", f"{h['delayed_over_1ms_fraction'] * 100:.2f}%",
+                         f"{by_label[label] * 100:.2f}%"])
+        L.append(table(["probe", "CPU", "length", "stalls >= 100 µs", "stalls >= 1 ms", "time in stalls >= 1 ms",
+                        "longest", "delayed >= 1 ms (this core)", "delayed >= 1 ms (both cores)"], rows))
+        L.append("")
     noisy = [s for s in steps if s["core_other"] is not None and s["core_other"] > 0.05]
     if noisy:
         worst = max(s["core_other"] for s in noisy)
