@@ -150,7 +150,12 @@ impl SenderThread {
                 break;
             }
             let wait = self.wait_ns(shared.now_ns());
-            let timeout = if wait <= SPIN_NS || self.readable.iter().any(|&r| r) {
+            let readable = self.readable.iter().any(|&r| r);
+            let timeout = if wait <= SPIN_NS || readable {
+                if !readable {
+                    // Spinning until the next send: let the recipients' thread (same core) run.
+                    std::thread::yield_now();
+                }
                 Some(Duration::ZERO)
             } else {
                 timer.arm(Duration::from_nanos(wait))?;
