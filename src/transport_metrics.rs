@@ -71,7 +71,7 @@ pub fn render(stats: &TransportStats, s: &mut String) {
         ),
         (
             "imserver_udp_rx_drops_total",
-            "Datagrams the kernel dropped at a full socket buffer (SO_RXQ_OVFL)",
+            "Datagrams the kernel dropped at a full socket buffer (SO_MEMINFO, read at least once a second)",
             |c| c.rx_drops,
         ),
         (

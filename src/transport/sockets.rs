@@ -83,9 +83,6 @@ fn udp_socket(cfg: &TransportConfig, addr: SocketAddr) -> io::Result<std::net::U
     if let Err(e) = s.set_send_buffer_size(cfg.so_sndbuf) {
         tracing::warn!(error = %e, "transport: SO_SNDBUF");
     }
-    if let Err(e) = sys::enable_rxq_ovfl(s.as_raw_fd()) {
-        tracing::warn!(error = %e, "transport: SO_RXQ_OVFL (rx_drops stays 0)");
-    }
     s.bind(&addr.into())?;
     Ok(s.into())
 }

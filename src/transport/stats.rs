@@ -61,7 +61,7 @@ counters! {
 }
 
 impl WorkerStats {
-    /// `SO_RXQ_OVFL` reports the socket's cumulative drop count: store it, do not add.
+    /// The kernel reports the socket's cumulative drop count (`SO_MEMINFO`): store it, do not add.
     pub(crate) fn set_rx_drops(&self, total: u64) {
         self.rx_drops.store(total, Ordering::Relaxed);
     }

@@ -1,11 +1,12 @@
 //! The transport's one place for `unsafe` (besides the optional io_uring driver): batched
-//! `recvmmsg`/`sendmmsg`, two `setsockopt`s that std/socket2 lack (`SO_RXQ_OVFL`,
-//! `SO_ATTACH_REUSEPORT_CBPF`) and `sockaddr` <-> `SocketAddr` conversion.
+//! `recvmmsg`/`sendmmsg`, the socket options that std/socket2 lack (`SO_MEMINFO` for the
+//! kernel's drop count, `SO_ATTACH_REUSEPORT_CBPF`) and `sockaddr` <-> `SocketAddr` conversion.
 //!
 //! Invariants shared by every call here:
 //! - every pointer handed to the kernel points into a buffer owned by `self` (or borrowed for
-//!   the whole call) and is rebuilt right before the call, so moving the struct between calls is
-//!   harmless;
+//!   the whole call): `SendBatch` rebuilds its pointers right before each call; `RecvBatch`
+//!   sets its own once, at construction, into boxed slices it owns and never reallocates (heap
+//!   memory, which stays put when the struct moves), and never takes a `&mut` to them again;
 //! - every length handed to the kernel is the length of the buffer the pointer points to;
 //! - the kernel's reported lengths are clamped to our buffer sizes before we slice.
 #![allow(unsafe_code)]
@@ -29,15 +30,13 @@ pub(crate) const MAX_DATAGRAM: usize = 65_535;
     target_arch = "loongarch64"
 ))]
 mod consts {
-    pub(super) const SO_RXQ_OVFL: libc::c_int = 40;
+    pub(super) const SO_MEMINFO: libc::c_int = 55;
     pub(super) const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
 }
 use consts::*;
 
-/// Room for one `SO_RXQ_OVFL` control message (CMSG_SPACE(4) = 24 on 64-bit), 8-aligned.
-#[repr(C, align(8))]
-#[derive(Clone, Copy)]
-struct CmsgBuf([u8; 64]);
+/// Index of the drop count in `SO_MEMINFO`'s array (`SK_MEMINFO_DROPS`, linux/sock_diag.h).
+const SK_MEMINFO_DROPS: usize = 8;
 
 /// Preallocated state for one `recvmmsg` call of up to `n` datagrams.
 pub(crate) struct RecvBatch {
@@ -48,17 +47,17 @@ pub(crate) struct RecvBatch {
     addrs: Box<[libc::sockaddr_storage]>,
     iovs: Box<[libc::iovec]>,
     hdrs: Box<[libc::mmsghdr]>,
-    cmsgs: Box<[CmsgBuf]>,
     filled: usize,
-    /// Highest cumulative `SO_RXQ_OVFL` drop count seen.
-    drops: u64,
+    /// Headers `0..touched` may have been written by the kernel in the last call (the ones it
+    /// filled, plus the one it stopped at): only those need their in/out lengths reset.
+    touched: usize,
 }
 
 impl RecvBatch {
     pub(crate) fn new(n: usize) -> RecvBatch {
         let n = n.clamp(1, 1024);
         let slot_len = MAX_DATAGRAM;
-        RecvBatch {
+        let mut b = RecvBatch {
             data: vec![0u8; n * slot_len].into_boxed_slice(),
             slot_len,
             lens: vec![0; n].into_boxed_slice(),
@@ -68,10 +67,29 @@ impl RecvBatch {
             addrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
             iovs: (0..n).map(|_| unsafe { zeroed() }).collect(),
             hdrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
-            cmsgs: vec![CmsgBuf([0; 64]); n].into_boxed_slice(),
             filled: 0,
-            drops: 0,
+            touched: 0,
+        };
+        // The pointers, once: one raw pointer per boxed slice, offsets from it. Setting them per
+        // call cost a loop over all `n` headers for every receive, however few datagrams came.
+        let data = b.data.as_mut_ptr();
+        let addrs = b.addrs.as_mut_ptr();
+        let iovs = b.iovs.as_mut_ptr();
+        for i in 0..n {
+            b.iovs[i] = libc::iovec {
+                // In bounds: slot i is data[i * slot_len..(i + 1) * slot_len].
+                iov_base: data.wrapping_add(i * slot_len).cast(),
+                iov_len: slot_len,
+            };
+            let h = &mut b.hdrs[i];
+            h.msg_hdr.msg_name = addrs.wrapping_add(i).cast();
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = iovs.wrapping_add(i);
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = std::ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
         }
+        b
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -93,26 +111,20 @@ impl RecvBatch {
     fn recv_flags(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
         self.filled = 0;
         let n = self.hdrs.len();
-        for i in 0..n {
-            let slot = &mut self.data[i * self.slot_len..(i + 1) * self.slot_len];
-            self.iovs[i] = libc::iovec {
-                iov_base: slot.as_mut_ptr().cast(),
-                iov_len: slot.len(),
-            };
-            let h = &mut self.hdrs[i];
+        // The kernel writes back the address length, flags and datagram length of the headers
+        // it used; the pointers it only reads.
+        for h in &mut self.hdrs[..self.touched] {
             h.msg_len = 0;
-            h.msg_hdr.msg_name = (&raw mut self.addrs[i]).cast();
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = &raw mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = self.cmsgs[i].0.as_mut_ptr().cast();
-            h.msg_hdr.msg_controllen = self.cmsgs[i].0.len() as _;
+            h.msg_hdr.msg_controllen = 0;
             h.msg_hdr.msg_flags = 0;
         }
-        // SAFETY: `hdrs` holds `n` initialised mmsghdr whose name/iov/control pointers point into
-        // `addrs`, `iovs`/`data` and `cmsgs`, all owned by `self`, alive and not otherwise borrowed
-        // for the duration of the call, with matching lengths. A null timeout: the wait (if any)
-        // is bounded by MSG_DONTWAIT or the socket's SO_RCVTIMEO.
+        // Until the kernel says how many it used (an error says nothing): all of them.
+        self.touched = n;
+        // SAFETY: `hdrs` holds `n` initialised mmsghdr whose name/iov pointers (set in `new`)
+        // point into `addrs` and `iovs`/`data`, boxed slices owned by `self`, alive and not
+        // borrowed for the duration of the call, with matching lengths; no control buffer. A
+        // null timeout: the wait (if any) is bounded by MSG_DONTWAIT or the socket's SO_RCVTIMEO.
         let got = unsafe {
             libc::recvmmsg(
                 fd,
@@ -126,13 +138,11 @@ impl RecvBatch {
             return Err(io::Error::last_os_error());
         }
         let got = (got as usize).min(n);
+        self.touched = (got + 1).min(n);
         for i in 0..got {
             let h = &self.hdrs[i];
             self.lens[i] = (h.msg_len as usize).min(self.slot_len);
             self.peers[i] = sockaddr_to_std(&self.addrs[i], h.msg_hdr.msg_namelen);
-            if let Some(d) = rxq_ovfl(&h.msg_hdr) {
-                self.drops = self.drops.max(u64::from(d));
-            }
         }
         self.filled = got;
         Ok(got)
@@ -147,28 +157,6 @@ impl RecvBatch {
         let start = i * self.slot_len;
         Some((&self.data[start..start + self.lens[i]], peer))
     }
-
-    /// Cumulative kernel drops on this socket (needs `SO_RXQ_OVFL`).
-    pub(crate) fn drops(&self) -> u64 {
-        self.drops
-    }
-}
-
-/// Reads the `SO_RXQ_OVFL` counter out of a received message's control data.
-fn rxq_ovfl(h: &libc::msghdr) -> Option<u32> {
-    // SAFETY: `h` was filled by recvmmsg: msg_control points into our CmsgBuf and msg_controllen
-    // was set by the kernel to at most its size; CMSG_FIRSTHDR/NXTHDR stay within it, and the
-    // data of an SO_RXQ_OVFL message is one u32 (read unaligned to be safe).
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(h);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == SO_RXQ_OVFL {
-                return Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
-            }
-            c = libc::CMSG_NXTHDR(h, c);
-        }
-    }
-    None
 }
 
 /// Preallocated state for `sendmmsg` of up to `n` datagrams per call.
@@ -356,9 +344,32 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> i
     }
 }
 
-/// Asks the kernel to report its cumulative drop count with every datagram (`SO_RXQ_OVFL`).
-pub(crate) fn enable_rxq_ovfl(fd: RawFd) -> io::Result<()> {
-    setsockopt(fd, libc::SOL_SOCKET, SO_RXQ_OVFL, &(1 as libc::c_int))
+/// The kernel's cumulative count of datagrams dropped on this socket (`SO_MEMINFO`, the
+/// `SK_MEMINFO_DROPS` entry; the "drops" column of /proc/net/udp). One system call, read now
+/// and then rather than per datagram: `SO_RXQ_OVFL` would have the kernel walk the control
+/// message path on every receive.
+pub(crate) fn socket_drops(fd: RawFd) -> io::Result<u64> {
+    // Room for more entries than today's kernels have (SK_MEMINFO_VARS is 9).
+    let mut info = [0u32; 16];
+    let mut len = size_of::<[u32; 16]>() as libc::socklen_t;
+    // SAFETY: `info` is a live buffer of `len` bytes; the kernel writes at most `len` bytes into
+    // it and stores the length it wrote in `len`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &raw mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) < (SK_MEMINFO_DROPS + 1) * size_of::<u32>() {
+        return Err(io::Error::other("SO_MEMINFO: no drop count"));
+    }
+    Ok(u64::from(info[SK_MEMINFO_DROPS]))
 }
 
 /// Attaches to the reuseport group of `fd` a classic BPF program that returns
@@ -425,7 +436,6 @@ mod tests {
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = rx.local_addr().unwrap();
-        enable_rxq_ovfl(rx.as_raw_fd()).unwrap();
         let msgs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; usize::from(i) + 1]).collect();
         let mut sb = SendBatch::new(4);
         let t = sb.send_all(tx.as_raw_fd(), msgs.iter().map(|m| (to, m.as_slice())));
@@ -459,6 +469,70 @@ mod tests {
         }
         assert_eq!(got, msgs);
         assert!(rb.datagram(rb.capacity()).is_none());
-        assert_eq!(rb.drops(), 0);
+        assert_eq!(socket_drops(rx.as_raw_fd()).unwrap(), 0);
+    }
+
+    #[test]
+    fn reused_batch_reports_each_datagram_with_its_own_sender_and_length() {
+        // The headers are set up once and reused: a short batch after a long one, and senders
+        // that change between calls, must still come back right.
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        let senders: Vec<std::net::UdpSocket> = (0..3)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let mut rb = RecvBatch::new(8);
+        for (round, burst) in [8usize, 1, 5, 2, 8, 3].into_iter().enumerate() {
+            let mut sent = Vec::new();
+            for k in 0..burst {
+                let s = &senders[(round + k) % senders.len()];
+                let msg = vec![k as u8; 10 + 7 * k + round];
+                s.send_to(&msg, to).unwrap();
+                sent.push((msg, s.local_addr().unwrap()));
+            }
+            let mut got = Vec::new();
+            for _ in 0..100 {
+                match rb.recv(rx.as_raw_fd()) {
+                    Ok(n) => (0..n).for_each(|i| {
+                        let (d, from) = rb.datagram(i).unwrap();
+                        got.push((d.to_vec(), from));
+                    }),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if got.len() == sent.len() {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(got, sent, "round {round}");
+        }
+    }
+
+    #[test]
+    fn socket_drops_counts_what_the_kernel_dropped() {
+        use socket2::{Domain, Socket, Type};
+        let rx = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        rx.set_recv_buffer_size(1).unwrap(); // the kernel's minimum: a few datagrams
+        rx.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let rx: std::net::UdpSocket = rx.into();
+        let to = rx.local_addr().unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let payload = [7u8; 1000];
+        for _ in 0..200 {
+            tx.send_to(&payload, to).unwrap();
+        }
+        // Loopback delivers synchronously: every datagram past the full buffer is dropped.
+        let drops = socket_drops(rx.as_raw_fd()).unwrap();
+        assert!(drops > 100, "{drops}");
+        rx.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 2000];
+        let mut read = 0u64;
+        while rx.recv_from(&mut buf).is_ok() {
+            read += 1;
+        }
+        assert_eq!(read + drops, 200);
     }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
 use super::outbox::Pending;
-use super::sys::{RecvBatch, SendBatch, SendTally};
+use super::sys::{self, RecvBatch, SendBatch, SendTally};
 use super::worker::Worker;
 use super::{Dest, Handler, Source, Transport};
 
@@ -50,6 +50,15 @@ impl UdpSide {
 }
 
 impl<H: Handler> Worker<H> {
+    /// Copies the kernel's drop count for this worker's UDP socket into the metrics (called on
+    /// the periodic sweep, at most a second apart).
+    pub(crate) fn refresh_udp_drops(&self) {
+        match sys::socket_drops(self.udp.socket.as_raw_fd()) {
+            Ok(total) => self.stats().set_rx_drops(total),
+            Err(e) => tracing::debug!(worker = self.id, error = %e, "transport: SO_MEMINFO"),
+        }
+    }
+
     /// Reads datagrams until the socket is empty or the round bound is hit.
     pub(crate) fn udp_ready(&mut self) {
         let fd = self.udp.socket.as_raw_fd();
@@ -66,7 +75,6 @@ impl<H: Handler> Worker<H> {
             };
             let stats = self.stats.worker(usize::from(self.id));
             stats.add_udp_rx(n as u64);
-            stats.set_rx_drops(self.udp.rx.drops());
             for i in 0..n {
                 let Some((msg, peer)) = self.udp.rx.datagram(i) else {
                     continue;

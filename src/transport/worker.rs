@@ -169,6 +169,7 @@ impl<H: Handler> Worker<H> {
             self.flush();
             if self.now_ms >= self.next_sweep_ms {
                 self.sweep_idle();
+                self.refresh_udp_drops();
                 self.next_sweep_ms = self.now_ms + self.sweep_every_ms;
             }
         }
