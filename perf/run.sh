@@ -257,7 +257,26 @@ start_kamailio() { # start_kamailio DIR KAMDATA_DIR USERS
     done
     ((i < 3000)) || { log "kamailio did not answer kamcmd"; stop_pids "$SUT_PID"; return 1; }
     SUT_ADDR=127.0.0.1:$port
+    # kamcmd answers as soon as the ctl process is forked; with a large htable the main process
+    # forks the rest (UDP and TCP workers) seconds later. Wait until the set of children has not
+    # changed for 3 s (bounded), so that every worker's CPU is counted.
+    local n=-1 same=0
+    for ((i = 0; i < 180 && same < 3; i++)); do
+        mapfile -t kids < <(child_pids "$SUT_PID")
+        if ((${#kids[@]} == n)); then same=$((same + 1)); else same=0; n=${#kids[@]}; fi
+        sleep 1
+    done
+    refresh_sut_pids
+}
+
+# refresh_sut_pids: the server under test and its current children (Kamailio forks workers).
+refresh_sut_pids() {
+    [[ -n ${SUT_PID:-} ]] || return 0
+    local kids
     mapfile -t kids < <(child_pids "$SUT_PID")
+    if ((${#SUT_PIDS[@]} > 0 && ${#kids[@]} + 1 != ${#SUT_PIDS[@]})); then
+        log "  server processes: ${#SUT_PIDS[@]} -> $((${#kids[@]} + 1))"
+    fi
     STARTED_PIDS+=("${kids[@]}")
     SUT_PIDS=("$SUT_PID" "${kids[@]}")
 }
@@ -332,6 +351,7 @@ step() {
             --policy-file "$DATA/policy.jsonl" --no-register --recipient-port "$RCPT_PORT"
             --recipient-sockets "$RECIPIENT_SOCKETS" --blocked-share "$blocked")
     fi
+    [[ $sys == kamailio ]] && refresh_sut_pids
     counters "$sys" "$d/counters.before"
     local t0 t1 c0 c1 rc=0
     t0=$(date +%s.%N)
