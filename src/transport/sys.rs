@@ -70,18 +70,20 @@ impl RecvBatch {
             filled: 0,
             touched: 0,
         };
-        // The pointers, once: one raw pointer per boxed slice, offsets from it. Setting them per
-        // call cost a loop over all `n` headers for every receive, however few datagrams came.
+        // The pointers, once: one raw pointer per boxed slice, offsets from it, each taken after
+        // the last write to its slice through a reference. Setting them per call cost a loop
+        // over all `n` headers for every receive, however few datagrams came.
         let data = b.data.as_mut_ptr();
-        let addrs = b.addrs.as_mut_ptr();
-        let iovs = b.iovs.as_mut_ptr();
-        for i in 0..n {
-            b.iovs[i] = libc::iovec {
+        for (i, iov) in b.iovs.iter_mut().enumerate() {
+            *iov = libc::iovec {
                 // In bounds: slot i is data[i * slot_len..(i + 1) * slot_len].
                 iov_base: data.wrapping_add(i * slot_len).cast(),
                 iov_len: slot_len,
             };
-            let h = &mut b.hdrs[i];
+        }
+        let addrs = b.addrs.as_mut_ptr();
+        let iovs = b.iovs.as_mut_ptr();
+        for (i, h) in b.hdrs.iter_mut().enumerate() {
             h.msg_hdr.msg_name = addrs.wrapping_add(i).cast();
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_hdr.msg_iov = iovs.wrapping_add(i);
