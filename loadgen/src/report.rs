@@ -318,7 +318,8 @@ impl Report {
     }
 }
 
-fn join(map: &BTreeMap<String, u64>) -> String {
+/// `code:count code:count ...` for a human, `-` when empty.
+pub(crate) fn join(map: &BTreeMap<String, u64>) -> String {
     if map.is_empty() {
         return "-".to_owned();
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::setup::PolicyWait;
 use super::table::ChurnTable;
 use super::{ChangeStats, ChurnConfig};
-use crate::report::codes;
+use crate::report::{codes, join};
 use crate::stats::LatencySummary;
 
 /// The `churn` section of the report.
@@ -236,16 +236,6 @@ impl ChurnReport {
             self.pairs_reconciled
         );
     }
-}
-
-fn join(map: &BTreeMap<String, u64>) -> String {
-    if map.is_empty() {
-        return "-".to_owned();
-    }
-    map.iter()
-        .map(|(k, v)| format!("{k}:{v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]
