@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::{
-    ServerProc, Udp, header, http, message, ok_for, register_bob, status, tom_says, wait_metric,
+    ServerProc, Udp, as_bob, header, message, ok_for, register_bob, status, tom_says, wait_metric,
 };
 
 const BOB: &str = "sip:bob@example.com";
@@ -26,14 +26,11 @@ fn doc(entries: &str) -> String {
 }
 
 fn put_as_bob(xcap: SocketAddr, body: &str) -> u16 {
-    http(
+    as_bob(
         xcap,
         "PUT",
         RL,
-        &[
-            ("X-XCAP-Asserted-Identity", "\"sip:bob@example.com\""),
-            ("Content-Type", "application/resource-lists+xml"),
-        ],
+        &[("Content-Type", "application/resource-lists+xml")],
         body.as_bytes(),
     )
     .0
@@ -91,13 +88,7 @@ fn a_glms_killed_and_restarted_mid_flow_loses_nothing_and_keeps_notifying() {
     let data = glms.kill();
     let glms = glms_on(gsip, gxcap, data);
     // G2: the acknowledged document survived ...
-    let (code, _, body) = http(
-        gxcap,
-        "GET",
-        RL,
-        &[("X-XCAP-Asserted-Identity", "\"sip:bob@example.com\"")],
-        b"",
-    );
+    let (code, _, body) = as_bob(gxcap, "GET", RL, &[], b"");
     assert_eq!(code, 200);
     assert!(String::from_utf8_lossy(&body).contains("sip:alice@example.com"));
     // ... and so did the subscription: a change after the restart reaches the IM Server.
@@ -139,13 +130,7 @@ fn an_im_server_killed_and_restarted_enforces_the_last_known_lists_at_once() {
     );
     // The XCAP document (embedded GLMS, same data directory) survived too.
     let xcap = s.xcap.unwrap();
-    let (code, _, body) = http(
-        xcap,
-        "GET",
-        RL,
-        &[("X-XCAP-Asserted-Identity", "\"sip:bob@example.com\"")],
-        b"",
-    );
+    let (code, _, body) = as_bob(xcap, "GET", RL, &[], b"");
     assert_eq!(code, 200);
     assert!(String::from_utf8_lossy(&body).contains("sip:tom@example.com"));
     // The subscription works again after the restart: an unblock reaches the IM Server.

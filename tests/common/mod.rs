@@ -385,6 +385,20 @@ pub fn ok_for(req: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// An XCAP request from Bob's client through the core's aggregation proxy: the trusted
+/// 127.0.0.1 asserts Bob (`X-XCAP-Asserted-Identity`), then the `extra` headers.
+pub fn as_bob(
+    xcap: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut headers = vec![("X-XCAP-Asserted-Identity", "\"sip:bob@example.com\"")];
+    headers.extend_from_slice(extra);
+    http(xcap, method, path, &headers, body)
+}
+
 /// One HTTP/1.1 exchange (Connection: close): (status, headers as "name: value" lines, body).
 pub fn http(
     addr: SocketAddr,
