@@ -147,6 +147,18 @@ fn request(
 }
 
 /// A request from the trusted proxy asserting `who`.
+/// Bob creates (or replaces) his blocked list document.
+fn put_bob_list(server: SocketAddr) -> Resp {
+    as_user(
+        server,
+        BOB,
+        "PUT",
+        BOB_DOC,
+        &[("Content-Type", RL_MIME)],
+        BOB_LIST,
+    )
+}
+
 fn as_user(
     server: SocketAddr,
     who: &str,
@@ -295,27 +307,13 @@ fn put_get_element_put_conditions_and_delete() {
     let a = f.addr();
 
     // Create: 201 with a strong quoted ETag.
-    let r = as_user(
-        a,
-        BOB,
-        "PUT",
-        BOB_DOC,
-        &[("Content-Type", RL_MIME)],
-        BOB_LIST,
-    );
+    let r = put_bob_list(a);
     assert_eq!(r.status, 201, "{r:?}");
     let e1 = r.etag();
     assert!(e1.starts_with('"') && e1.ends_with('"') && !e1.starts_with("W/"));
 
     // Replace: 200 and a new tag, even for the same content.
-    let r = as_user(
-        a,
-        BOB,
-        "PUT",
-        BOB_DOC,
-        &[("Content-Type", RL_MIME)],
-        BOB_LIST,
-    );
+    let r = put_bob_list(a);
     assert_eq!(r.status, 200, "{r:?}");
     let e2 = r.etag();
     assert_ne!(e1, e2);
@@ -561,18 +559,7 @@ fn media_type_method_size_and_uri_errors() {
     assert_eq!(r.status, 415, "{r:?}");
     let r = as_user(a, BOB, "PUT", BOB_DOC, &[], BOB_LIST);
     assert_eq!(r.status, 415, "{r:?}");
-    assert_eq!(
-        as_user(
-            a,
-            BOB,
-            "PUT",
-            BOB_DOC,
-            &[("Content-Type", RL_MIME)],
-            BOB_LIST
-        )
-        .status,
-        201
-    );
+    assert_eq!(put_bob_list(a).status, 201);
     let r = as_user(
         a,
         BOB,
@@ -853,14 +840,7 @@ fn lab_mode_takes_assertions_from_anywhere_and_refuses_anonymous() {
 fn racing_conditional_writers_one_wins() {
     let f = start(true);
     let a = f.addr();
-    let r = as_user(
-        a,
-        BOB,
-        "PUT",
-        BOB_DOC,
-        &[("Content-Type", RL_MIME)],
-        BOB_LIST,
-    );
+    let r = put_bob_list(a);
     let tag = r.etag();
     let threads: Vec<_> = (0..8)
         .map(|i| {
@@ -936,14 +916,7 @@ fn spawn_child(dir: &Path) -> (std::process::Child, SocketAddr) {
 fn acknowledged_put_survives_sigkill() {
     let dir = tempfile::tempdir().expect("tmp");
     let (mut child, addr) = spawn_child(dir.path());
-    let r = as_user(
-        addr,
-        BOB,
-        "PUT",
-        BOB_DOC,
-        &[("Content-Type", RL_MIME)],
-        BOB_LIST,
-    );
+    let r = put_bob_list(addr);
     assert_eq!(r.status, 201, "{r:?}");
     let tag = r.etag();
     let r = as_user(
