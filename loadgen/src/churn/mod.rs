@@ -67,6 +67,18 @@ pub struct ChurnConfig {
 }
 
 impl ChurnConfig {
+    /// A MESSAGE probe socket to the server under test, as this run's probes use it.
+    fn probe_socket(&self) -> std::io::Result<ProbeSocket> {
+        ProbeSocket::open(
+            self.transport,
+            self.local_ip,
+            self.target,
+            self.run_id,
+            &self.domain,
+            &self.body,
+        )
+    }
+
     pub(crate) fn aor(&self, n: u32) -> String {
         format!("sip:u{n}@{}", self.domain)
     }
@@ -202,15 +214,9 @@ impl Changers {
         let next = Arc::new(AtomicU64::new(0));
         let mut handles = Vec::new();
         for worker in 0..cfg.connections.clamp(1, 64) {
-            let socket = ProbeSocket::open(
-                cfg.transport,
-                cfg.local_ip,
-                cfg.target,
-                cfg.run_id,
-                &cfg.domain,
-                &cfg.body,
-            )
-            .context("opening a change-probe socket")?;
+            let socket = cfg
+                .probe_socket()
+                .context("opening a change-probe socket")?;
             let changer = Changer {
                 cfg: Arc::clone(&cfg),
                 table: Arc::clone(&table),

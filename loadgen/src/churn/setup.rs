@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use super::probe::ProbeSocket;
 use super::table::ChurnTable;
 use super::{ChurnConfig, EXAMPLES, record_us};
 use crate::report::codes;
@@ -80,15 +79,9 @@ pub fn wait_for_policies(
     sender_of: impl Fn(u32) -> u32,
     bound: Duration,
 ) -> anyhow::Result<PolicyWait> {
-    let mut socket = ProbeSocket::open(
-        cfg.transport,
-        cfg.local_ip,
-        cfg.target,
-        cfg.run_id,
-        &cfg.domain,
-        &cfg.body,
-    )
-    .context("opening the policy-wait probe socket")?;
+    let mut socket = cfg
+        .probe_socket()
+        .context("opening the policy-wait probe socket")?;
     let start = Instant::now();
     let deadline = start + bound;
     let mut queue: BinaryHeap<Reverse<(Instant, u32, u32)>> =
