@@ -113,6 +113,11 @@ impl Msg {
             .find(|(n, _)| *n == h)
             .map_or("", |(_, v)| v.as_str())
     }
+    /// The CSeq sequence number.
+    fn cseq(&self) -> u32 {
+        let seq = self.header(HeaderName::CSeq).split(' ').next().unwrap();
+        seq.parse().unwrap()
+    }
     fn diff(&self) -> XcapDiff {
         parse_xcap_diff(&self.body).expect("xcap-diff body")
     }
@@ -283,13 +288,7 @@ fn subscribe_notify_change_retransmit_restore() {
 
     // The subscription is in the store.
     assert_eq!(store.0.lock().unwrap().len(), 1);
-    let cseq_before: u32 = n
-        .header(HeaderName::CSeq)
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cseq_before = n.cseq();
 
     // Restart: the new process restores, resynchronises and keeps notifying.
     glms.shutdown();
@@ -298,13 +297,7 @@ fn subscribe_notify_change_retransmit_restore() {
     let addr = glms.local_addr();
     let resync = recv_new(&im, &[&n]);
     assert_eq!(resync.method, "NOTIFY");
-    let cseq_after: u32 = resync
-        .header(HeaderName::CSeq)
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cseq_after = resync.cseq();
     assert!(cseq_after > cseq_before);
     assert_eq!(
         resync.diff().changes[0].new_etag.as_ref().unwrap().as_str(),
