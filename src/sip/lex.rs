@@ -148,12 +148,20 @@ impl<'a> CommaIter<'a> {
         let mut i = start;
         let mut in_angle = false;
         let end;
+        // Jump between the only bytes that matter (`memchr`): outside `<...>` a comma ends the
+        // element and `"` or `<` open a nested part; inside, `>` or `"`.
         loop {
-            if i >= s.len() {
+            let hit = if in_angle {
+                memchr::memchr2(b'>', b'"', &s[i..])
+            } else {
+                memchr::memchr3(b',', b'"', b'<', &s[i..])
+            };
+            let Some(k) = hit else {
                 end = s.len();
                 self.done = true;
                 break;
-            }
+            };
+            i += k;
             match s[i] {
                 b'"' => match quoted_end(s, i) {
                     Ok(j) => i = j,
@@ -167,12 +175,11 @@ impl<'a> CommaIter<'a> {
                     in_angle = false;
                     i += 1;
                 }
-                b',' if !in_angle => {
+                _ => {
                     end = i;
                     self.pos = i + 1;
                     break;
                 }
-                _ => i += 1,
             }
         }
         let mut a = start;
