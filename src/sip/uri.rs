@@ -114,11 +114,45 @@ fn is_scheme(s: &[u8]) -> bool {
 /// the delimiters that bracket a URI in a header (`<`, `>`, `"`).
 #[inline]
 fn is_uri_byte(b: u8) -> bool {
-    (0x21..0x7f).contains(&b) && !matches!(b, b'<' | b'>' | b'"')
+    BYTE_CLASS[usize::from(b)] & URI_BYTE != 0
 }
 
-fn escapes_ok(s: &[u8]) -> bool {
+/// [`BYTE_CLASS`] bits: a byte allowed unescaped in a URI, a digit or `.` (IPv4 literal), a
+/// host-name byte (alphanumerics, `-`, `_`, `.`).
+const URI_BYTE: u8 = 1;
+const DIGIT_DOT: u8 = 2;
+const NAME_BYTE: u8 = 4;
+
+const fn byte_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
     let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if b >= 0x21 && b < 0x7f && b != b'<' && b != b'>' && b != b'"' {
+            c |= URI_BYTE;
+        }
+        if b.is_ascii_digit() || b == b'.' {
+            c |= DIGIT_DOT | NAME_BYTE;
+        }
+        if b.is_ascii_alphabetic() || b == b'-' || b == b'_' {
+            c |= NAME_BYTE;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+/// One table for the per-byte tests of URI parsing (one load per byte instead of range and
+/// `matches!` chains).
+static BYTE_CLASS: [u8; 256] = byte_classes();
+
+fn escapes_ok(s: &[u8]) -> bool {
+    // Most URIs have no escape at all: find the first `%` with memchr.
+    let Some(mut i) = memchr::memchr(b'%', s) else {
+        return true;
+    };
     while i < s.len() {
         if s[i] == b'%' {
             match (s.get(i + 1), s.get(i + 2)) {
@@ -151,12 +185,10 @@ pub fn parse_host(h: &[u8]) -> Result<Host, SyntaxError> {
     }
     // One pass to classify; the common shapes (canonical dotted quad, plain host name) are
     // decided here, anything else goes to the standard parser as before.
-    let (mut only_digits_dots, mut name_ok) = (true, true);
-    for &b in h {
-        let digit_dot = b.is_ascii_digit() || b == b'.';
-        only_digits_dots &= digit_dot;
-        name_ok &= digit_dot || b.is_ascii_alphabetic() || matches!(b, b'-' | b'_');
-    }
+    let class = h.iter().fold(DIGIT_DOT | NAME_BYTE, |c, &b| {
+        c & BYTE_CLASS[usize::from(b)]
+    });
+    let (only_digits_dots, name_ok) = (class & DIGIT_DOT != 0, class & NAME_BYTE != 0);
     if only_digits_dots {
         if let Some(a) = canonical_v4(h) {
             return Ok(Host::V4(a));
@@ -206,7 +238,7 @@ pub fn parse_port(p: &[u8]) -> Result<u16, SyntaxError> {
 
 /// Parses a URI (no surrounding whitespace or angle brackets).
 pub fn parse(s: &[u8]) -> Result<Uri<'_>, SyntaxError> {
-    let colon = s.iter().position(|&b| b == b':').ok_or(SyntaxError::Uri)?;
+    let colon = memchr::memchr(b':', s).ok_or(SyntaxError::Uri)?;
     let scheme_raw = &s[..colon];
     if !is_scheme(scheme_raw) {
         return Err(SyntaxError::Uri);
@@ -265,7 +297,7 @@ fn parse_sip<'a>(rest: &'a [u8], uri: &mut Uri<'a>) -> Result<(), SyntaxError> {
     // userinfo ends at the first '@': '@' is not allowed unescaped in user, password or
     // header values, while ';' '?' ',' '/' are legal in the user part (RFC 4475 intmeth,
     // semiuri), so the '@' must be found before any other delimiter is trusted.
-    let hostpart = match rest.iter().position(|&b| b == b'@') {
+    let hostpart = match memchr::memchr(b'@', rest) {
         Some(at) => {
             let userinfo = &rest[..at];
             if !escapes_ok(userinfo) {
@@ -288,10 +320,7 @@ fn parse_sip<'a>(rest: &'a [u8], uri: &mut Uri<'a>) -> Result<(), SyntaxError> {
     let host_end = if hostpart.first() == Some(&b'[') {
         memchr::memchr(b']', hostpart).ok_or(SyntaxError::Host)? + 1
     } else {
-        hostpart
-            .iter()
-            .position(|&b| matches!(b, b':' | b';' | b'?'))
-            .unwrap_or(hostpart.len())
+        memchr::memchr3(b':', b';', b'?', hostpart).unwrap_or(hostpart.len())
     };
     uri.host = &hostpart[..host_end];
     uri.host_kind = parse_host(uri.host)?;
