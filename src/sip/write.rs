@@ -13,7 +13,7 @@ use super::error::SyntaxError;
 use super::hdr::HeaderName;
 use super::lex::is_ws;
 use super::nameaddr;
-use super::params::{Params, RPort};
+use super::params::{self, Params, RPort};
 use super::scan::{Span, View};
 use super::validate::{ALLOW, ExtraHeader, Reject};
 use super::values;
@@ -417,20 +417,27 @@ pub fn write_relay_response<'a>(
     out: &mut Vec<u8>,
 ) -> Result<NextHop<'a>, RelayDrop> {
     out.clear();
-    let mut vals = via::values(view);
-    let top = vals.next().ok_or(RelayDrop::NoVia)?;
-    let tv = via::parse(view.slice(top.span)).map_err(|_| RelayDrop::BadVia)?;
-    let ours = tv
-        .branch()
-        .is_some_and(|b| b.starts_with(own.branch_prefix))
-        && tv.host.eq_ignore_ascii_case(own.host.as_bytes())
-        && tv.port_or_default() == own.port;
+    // The top Via was parsed once, with its branch, when the response was validated.
+    let (top, tv) = via::top_facts(view).ok_or(RelayDrop::NoVia)?;
+    let tv = tv.map_err(|_| RelayDrop::BadVia)?;
+    let ours = tv.branch.is_some_and(|b| b.starts_with(own.branch_prefix))
+        && tv.via.host.eq_ignore_ascii_case(own.host.as_bytes())
+        && tv.via.port_or_default() == own.port;
     if !ours {
         return Err(RelayDrop::NotOurs);
     }
-    let next = vals.next().ok_or(RelayDrop::NoNextVia)?;
+    let next = via::values(view).nth(1).ok_or(RelayDrop::NoNextVia)?;
     let nv = via::parse(view.slice(next.span)).map_err(|_| RelayDrop::BadVia)?;
-    let ip = match nv.received() {
+    // One pass for both parameters; the first of each name counts, as with `Params::get`.
+    let (mut received, mut rport) = (None, None);
+    for p in nv.params.iter() {
+        if received.is_none() && p.name.eq_ignore_ascii_case(b"received") {
+            received = Some(p.text());
+        } else if rport.is_none() && p.name.eq_ignore_ascii_case(b"rport") {
+            rport = Some(params::rport_of(p.value));
+        }
+    }
+    let ip = match received.flatten() {
         Some(r) => parse_ip(r).ok_or(RelayDrop::NotIpLiteral)?,
         None => nv.host_kind.ip().ok_or(RelayDrop::NotIpLiteral)?,
     };
@@ -442,8 +449,8 @@ pub fn write_relay_response<'a>(
     if refused {
         return Err(RelayDrop::Broadcast);
     }
-    let port = match nv.rport() {
-        RPort::Port(p) => p,
+    let port = match rport {
+        Some(RPort::Port(p)) => p,
         _ => nv.port_or_default(),
     };
     let transport = if nv.transport.eq_ignore_ascii_case(b"UDP") {
@@ -482,7 +489,7 @@ pub fn write_relay_response<'a>(
     Ok(NextHop {
         addr: SocketAddr::new(ip, port),
         transport,
-        popped: tv.params,
+        popped: tv.via.params,
     })
 }
 
