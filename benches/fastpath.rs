@@ -1,6 +1,7 @@
 //! The whole fast path for one MESSAGE, in user space: scan, validate, identities, snapshot
 //! lookup at 1,000,000 users, decision, and writing the 603 or the relayed request into the
-//! worker's outbox. (The kernel's share, the syscalls, is measured by the load generator.)
+//! worker's outbox; and relaying the recipient's 200 back (pop our Via). (The kernel's share,
+//! the syscalls, is measured by the load generator.)
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -53,6 +54,22 @@ fn message(to: usize, from: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A UA's 200 to a relayed request: its Vias, From, To with a tag, Call-ID and CSeq.
+fn ok_for(request: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(request).unwrap();
+    let head = &text[..text.find("\r\n\r\n").unwrap()];
+    let mut ok = String::from("SIP/2.0 200 OK\r\n");
+    for line in head.split("\r\n").skip(1) {
+        match line.split(':').next().unwrap() {
+            "Via" | "From" | "Call-ID" | "CSeq" => ok += &format!("{line}\r\n"),
+            "To" => ok += &format!("{line};tag=r1\r\n"),
+            _ => {}
+        }
+    }
+    ok += "Content-Length: 0\r\n\r\n";
+    ok.into_bytes()
+}
+
 fn bench(c: &mut Criterion) {
     let (slow, _rx) = imserver::slowpath::slow_queue(16);
     let shared = Arc::new(Shared {
@@ -91,12 +108,30 @@ fn bench(c: &mut Criterion) {
             message(to, (to + 3) % USERS)
         })
         .collect();
+    // The recipient's 200 to each relayed MESSAGE, as it comes back to us: our Via on top.
+    let answers: Vec<Vec<u8>> = relayed
+        .iter()
+        .map(|m| {
+            fp.handle(m, &src, &mut out);
+            let ok = ok_for(out.messages().next().expect("relayed").1);
+            out.clear();
+            ok
+        })
+        .collect();
+    let recipient = Source {
+        addr: "127.0.0.1:5099".parse().unwrap(),
+        ..src
+    };
     let mut g = c.benchmark_group("fastpath_1m_users");
-    for (name, msgs) in [("blocked_603", &blocked), ("relayed", &relayed)] {
+    for (name, msgs, from) in [
+        ("blocked_603", &blocked, &src),
+        ("relayed", &relayed, &src),
+        ("relayed_200", &answers, &recipient),
+    ] {
         let mut i = 0;
         g.bench_function(name, |b| {
             b.iter(|| {
-                fp.handle(black_box(&msgs[i & 4095]), &src, &mut out);
+                fp.handle(black_box(&msgs[i & 4095]), from, &mut out);
                 i += 1;
                 out.clear();
             })
