@@ -224,6 +224,15 @@ mod tests {
     }
 
     #[test]
+    fn commas_inside_quotes_within_angles_and_stray_brackets() {
+        let v: Vec<&[u8]> = CommaIter::new(b"<sip:a;p=\"x,y\">, b>c, <d").collect();
+        assert_eq!(v, vec![&b"<sip:a;p=\"x,y\">"[..], b"b>c", b"<d"]);
+        // An unterminated quote inside brackets swallows the rest (the element parser rejects it).
+        let v: Vec<&[u8]> = CommaIter::new(b"<sip:a\"b>, c").collect();
+        assert_eq!(v, vec![&b"<sip:a\"b>, c"[..]]);
+    }
+
+    #[test]
     fn quoted_strings() {
         assert_eq!(quoted_end(b"\"ab\\\"c\" x", 0), Ok(7));
         assert_eq!(quoted_end(b"\"abc", 0), Err(SyntaxError::Quote));

@@ -682,6 +682,32 @@ Content-Length: 0\r\n\r\n"
     }
 
     #[test]
+    fn relay_response_uses_the_first_received_and_rport_of_the_next_via() {
+        let m = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nVia: SIP/2.0/UDP host.example.com:5070;rport=4000;received=192.0.2.7;branch=z9hG4bKy;received=192.0.2.8;rport=5000\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n";
+        let mut p = Parsed::new();
+        p.scan_datagram(m).unwrap();
+        let own = OwnVia {
+            host: "10.0.0.1",
+            port: 5060,
+            branch_prefix: b"z9hG4bKx",
+        };
+        let mut out = Vec::new();
+        let hop = write_relay_response(&p.view(m), &own, &mut out).unwrap();
+        assert_eq!(hop.addr, "192.0.2.7:4000".parse().unwrap());
+        // Bare rport: the sent-by port; no received: the sent-by host must be an IP literal.
+        let m = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nVia: SIP/2.0/UDP 192.0.2.9:5070;rport;branch=z9hG4bKy\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n";
+        p.scan_datagram(m).unwrap();
+        let hop = write_relay_response(&p.view(m), &own, &mut out).unwrap();
+        assert_eq!(hop.addr, "192.0.2.9:5070".parse().unwrap());
+        let m = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nVia: SIP/2.0/UDP host.example.com;branch=z9hG4bKy\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n";
+        p.scan_datagram(m).unwrap();
+        assert_eq!(
+            write_relay_response(&p.view(m), &own, &mut out),
+            Err(RelayDrop::NotIpLiteral)
+        );
+    }
+
+    #[test]
     fn zero_max_forwards_is_483() {
         let m = String::from_utf8_lossy(REQ).replace("Max-Forwards: 70", "Max-Forwards: 0");
         let mut p = Parsed::new();
