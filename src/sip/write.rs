@@ -652,59 +652,48 @@ Content-Length: 0\r\n\r\n"
         assert!(!f.contains("10.0.0.1"));
     }
 
-    #[test]
-    fn relay_response_removes_shared_value_and_drops_strangers() {
-        let m = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx, SIP/2.0/TCP 192.0.2.4:5070;branch=z9hG4bKy\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n";
+    /// Relays response `m` as the proxy at `host`:5060 whose branches start `z9hG4bKx`.
+    fn relay_as(m: &[u8], host: &str) -> Result<(SocketAddr, Transport, Vec<u8>), RelayDrop> {
         let mut p = Parsed::new();
         p.scan_datagram(m).unwrap();
         let own = OwnVia {
-            host: "10.0.0.1",
+            host,
             port: 5060,
             branch_prefix: b"z9hG4bKx",
         };
         let mut out = Vec::new();
-        let hop = write_relay_response(&p.view(m), &own, &mut out).unwrap();
-        assert_eq!(hop.addr, "192.0.2.4:5070".parse().unwrap());
-        assert_eq!(hop.transport, Transport::Tcp);
+        let hop = write_relay_response(&p.view(m), &own, &mut out)?;
+        Ok((hop.addr, hop.transport, out))
+    }
+
+    #[test]
+    fn relay_response_removes_shared_value_and_drops_strangers() {
+        let m = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx, SIP/2.0/TCP 192.0.2.4:5070;branch=z9hG4bKy\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n";
+        let (addr, transport, out) = relay_as(m, "10.0.0.1").unwrap();
+        assert_eq!(addr, "192.0.2.4:5070".parse().unwrap());
+        assert_eq!(transport, Transport::Tcp);
         assert_eq!(
             out,
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 192.0.2.4:5070;branch=z9hG4bKy\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n"
         );
-        let other = OwnVia {
-            host: "10.0.0.2",
-            port: 5060,
-            branch_prefix: b"z9hG4bKx",
-        };
-        assert_eq!(
-            write_relay_response(&p.view(m), &other, &mut out),
-            Err(RelayDrop::NotOurs)
-        );
+        assert_eq!(relay_as(m, "10.0.0.2"), Err(RelayDrop::NotOurs));
     }
 
     #[test]
     fn relay_response_uses_the_first_received_and_rport_of_the_next_via() {
         let m = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nVia: SIP/2.0/UDP host.example.com:5070;rport=4000;received=192.0.2.7;branch=z9hG4bKy;received=192.0.2.8;rport=5000\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n";
-        let mut p = Parsed::new();
-        p.scan_datagram(m).unwrap();
-        let own = OwnVia {
-            host: "10.0.0.1",
-            port: 5060,
-            branch_prefix: b"z9hG4bKx",
-        };
-        let mut out = Vec::new();
-        let hop = write_relay_response(&p.view(m), &own, &mut out).unwrap();
-        assert_eq!(hop.addr, "192.0.2.7:4000".parse().unwrap());
+        assert_eq!(
+            relay_as(m, "10.0.0.1").unwrap().0,
+            "192.0.2.7:4000".parse().unwrap()
+        );
         // Bare rport: the sent-by port; no received: the sent-by host must be an IP literal.
         let m = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nVia: SIP/2.0/UDP 192.0.2.9:5070;rport;branch=z9hG4bKy\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n";
-        p.scan_datagram(m).unwrap();
-        let hop = write_relay_response(&p.view(m), &own, &mut out).unwrap();
-        assert_eq!(hop.addr, "192.0.2.9:5070".parse().unwrap());
-        let m = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nVia: SIP/2.0/UDP host.example.com;branch=z9hG4bKy\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n";
-        p.scan_datagram(m).unwrap();
         assert_eq!(
-            write_relay_response(&p.view(m), &own, &mut out),
-            Err(RelayDrop::NotIpLiteral)
+            relay_as(m, "10.0.0.1").unwrap().0,
+            "192.0.2.9:5070".parse().unwrap()
         );
+        let m = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nVia: SIP/2.0/UDP host.example.com;branch=z9hG4bKy\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(relay_as(m, "10.0.0.1"), Err(RelayDrop::NotIpLiteral));
     }
 
     #[test]
