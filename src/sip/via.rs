@@ -58,10 +58,41 @@ impl<'a> Via<'a> {
         self.params.ttl()
     }
 
+    /// `branch`, `rport` and `received` in one pass over the parameters (the ones relaying and
+    /// answering use); the first of each name counts, as with [`Params::get`].
+    pub fn hop_params(&self) -> HopParams<'a> {
+        let (mut branch, mut rport, mut received) = (None, None, None);
+        for p in self.params.iter() {
+            if branch.is_none() && p.name.eq_ignore_ascii_case(b"branch") {
+                branch = Some(p.text());
+            } else if rport.is_none() && p.name.eq_ignore_ascii_case(b"rport") {
+                rport = Some(params::rport_of(p.value));
+            } else if received.is_none() && p.name.eq_ignore_ascii_case(b"received") {
+                received = Some(p.text());
+            }
+        }
+        HopParams {
+            branch: branch.flatten(),
+            rport: rport.unwrap_or(RPort::Absent),
+            received,
+        }
+    }
+
     /// sent-by port, or the default 5060 (§18.2.2; TLS would be 5061, which we do not serve).
     pub fn port_or_default(&self) -> u16 {
         self.port.unwrap_or(5060)
     }
+}
+
+/// What [`Via::hop_params`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HopParams<'a> {
+    /// As [`Via::branch`].
+    pub branch: Option<&'a [u8]>,
+    /// As [`Via::rport`].
+    pub rport: RPort,
+    /// `Some` when a `received` parameter is present; inside, its value as [`Via::received`].
+    pub received: Option<Option<&'a [u8]>>,
 }
 
 fn slash(s: &[u8], i: usize) -> Result<usize, SyntaxError> {
@@ -231,18 +262,7 @@ pub(crate) type TopViaMemo = Option<(ViaValue, Result<ViaSpans, SyntaxError>)>;
 impl ViaSpans {
     fn new(buf: &[u8], v: &Via<'_>) -> ViaSpans {
         let at = |x: &[u8]| span_in(buf, x);
-        // One pass over the parameters for the three the writers use; the first of each name
-        // counts, as with `Params::get`.
-        let (mut branch, mut rport, mut received) = (None, None, false);
-        for p in v.params.iter() {
-            if branch.is_none() && p.name.eq_ignore_ascii_case(b"branch") {
-                branch = Some(p.text());
-            } else if rport.is_none() && p.name.eq_ignore_ascii_case(b"rport") {
-                rport = Some(params::rport_of(p.value));
-            } else if p.name.eq_ignore_ascii_case(b"received") {
-                received = true;
-            }
-        }
+        let hop = v.hop_params();
         ViaSpans {
             protocol: at(v.protocol),
             version: at(v.version),
@@ -253,9 +273,9 @@ impl ViaSpans {
             params: at(v.params.as_bytes()),
             params_off: v.params_off as u32,
             raw: at(v.raw),
-            branch: branch.flatten().map(at),
-            rport: rport.unwrap_or(RPort::Absent),
-            has_received: received,
+            branch: hop.branch.map(at),
+            rport: hop.rport,
+            has_received: hop.received.is_some(),
         }
     }
 
@@ -335,6 +355,23 @@ mod tests {
         assert_eq!(v.rport(), RPort::Empty);
         assert_eq!(v.received(), Some(&b"10.0.0.1"[..]));
         assert_eq!(v.params_off, 26);
+    }
+
+    #[test]
+    fn hop_params_take_the_first_of_each_name() {
+        let v = parse(b"SIP/2.0/UDP h;received;rport=7;branch=\"z9hG4bKa\";rport=8;received=10.0.0.1;branch=z9hG4bKb").unwrap();
+        let hop = v.hop_params();
+        assert_eq!(hop.branch, Some(&b"z9hG4bKa"[..]));
+        assert_eq!(hop.branch, v.branch());
+        assert_eq!(hop.rport, RPort::Port(7));
+        assert_eq!(hop.rport, v.rport());
+        assert_eq!(hop.received, Some(None));
+        assert_eq!(hop.received.flatten(), v.received());
+        let bare = parse(b"SIP/2.0/UDP h").unwrap().hop_params();
+        assert_eq!(
+            (bare.branch, bare.rport, bare.received),
+            (None, RPort::Absent, None)
+        );
     }
 
     #[test]

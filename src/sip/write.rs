@@ -13,7 +13,7 @@ use super::error::SyntaxError;
 use super::hdr::HeaderName;
 use super::lex::is_ws;
 use super::nameaddr;
-use super::params::{self, Params, RPort};
+use super::params::{Params, RPort};
 use super::scan::{Span, View};
 use super::validate::{ALLOW, ExtraHeader, Reject};
 use super::values;
@@ -428,16 +428,8 @@ pub fn write_relay_response<'a>(
     }
     let next = via::values(view).nth(1).ok_or(RelayDrop::NoNextVia)?;
     let nv = via::parse(view.slice(next.span)).map_err(|_| RelayDrop::BadVia)?;
-    // One pass for both parameters; the first of each name counts, as with `Params::get`.
-    let (mut received, mut rport) = (None, None);
-    for p in nv.params.iter() {
-        if received.is_none() && p.name.eq_ignore_ascii_case(b"received") {
-            received = Some(p.text());
-        } else if rport.is_none() && p.name.eq_ignore_ascii_case(b"rport") {
-            rport = Some(params::rport_of(p.value));
-        }
-    }
-    let ip = match received.flatten() {
+    let hop = nv.hop_params();
+    let ip = match hop.received.flatten() {
         Some(r) => parse_ip(r).ok_or(RelayDrop::NotIpLiteral)?,
         None => nv.host_kind.ip().ok_or(RelayDrop::NotIpLiteral)?,
     };
@@ -449,8 +441,8 @@ pub fn write_relay_response<'a>(
     if refused {
         return Err(RelayDrop::Broadcast);
     }
-    let port = match rport {
-        Some(RPort::Port(p)) => p,
+    let port = match hop.rport {
+        RPort::Port(p) => p,
         _ => nv.port_or_default(),
     };
     let transport = if nv.transport.eq_ignore_ascii_case(b"UDP") {
