@@ -110,18 +110,17 @@ fn is_scheme(s: &[u8]) -> bool {
     }
 }
 
-/// Bytes that can never appear unescaped in a URI we accept: controls, space, non-ASCII and
-/// the delimiters that bracket a URI in a header (`<`, `>`, `"`).
-#[inline]
-fn is_uri_byte(b: u8) -> bool {
-    BYTE_CLASS[usize::from(b)] & URI_BYTE != 0
-}
-
 /// [`BYTE_CLASS`] bits: a byte allowed unescaped in a URI, a digit or `.` (IPv4 literal), a
 /// host-name byte (alphanumerics, `-`, `_`, `.`).
 const URI_BYTE: u8 = 1;
 const DIGIT_DOT: u8 = 2;
 const NAME_BYTE: u8 = 4;
+/// `@`: ends the userinfo.
+const AT: u8 = 8;
+/// `%`: an escape to check.
+const PCT: u8 = 16;
+/// `:` `;` `?`: end a host name or IPv4 host.
+const HOST_END: u8 = 32;
 
 const fn byte_classes() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -137,6 +136,15 @@ const fn byte_classes() -> [u8; 256] {
         }
         if b.is_ascii_alphabetic() || b == b'-' || b == b'_' {
             c |= NAME_BYTE;
+        }
+        if b == b'@' {
+            c |= AT;
+        }
+        if b == b'%' {
+            c |= PCT;
+        }
+        if b == b':' || b == b';' || b == b'?' {
+            c |= HOST_END;
         }
         t[i] = c;
         i += 1;
@@ -188,6 +196,12 @@ pub fn parse_host(h: &[u8]) -> Result<Host, SyntaxError> {
     let class = h.iter().fold(DIGIT_DOT | NAME_BYTE, |c, &b| {
         c & BYTE_CLASS[usize::from(b)]
     });
+    host_of_class(h, class)
+}
+
+/// [`parse_host`] for a non-empty host that is not an IPv6 reference, given the AND of its
+/// bytes' classes.
+fn host_of_class(h: &[u8], class: u8) -> Result<Host, SyntaxError> {
     let (only_digits_dots, name_ok) = (class & DIGIT_DOT != 0, class & NAME_BYTE != 0);
     if only_digits_dots {
         if let Some(a) = canonical_v4(h) {
@@ -226,6 +240,19 @@ fn canonical_v4(h: &[u8]) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(octets))
 }
 
+/// A canonical dotted quad (as [`Ipv4Addr`]'s parser accepts it), decided without the standard
+/// parser; `None` for anything else, including other IPv4 spellings the standard parser also
+/// refuses or accepts (callers fall back to it).
+pub fn dotted_quad(s: &[u8]) -> Option<Ipv4Addr> {
+    let class = s
+        .iter()
+        .fold(DIGIT_DOT, |c, &b| c & BYTE_CLASS[usize::from(b)]);
+    if s.is_empty() || class & DIGIT_DOT == 0 {
+        return None;
+    }
+    canonical_v4(s)
+}
+
 /// Parses a port: 1-5 digits, at most 65535.
 pub fn parse_port(p: &[u8]) -> Result<u16, SyntaxError> {
     if p.len() > 5 {
@@ -236,26 +263,66 @@ pub fn parse_port(p: &[u8]) -> Result<u16, SyntaxError> {
         .ok_or(SyntaxError::Port)
 }
 
+/// `sip:` or `sips:` in any case: the scheme and where its colon is. The usual URIs are decided
+/// here without the general scheme scan (the general path gives the same answer for them).
+#[inline]
+fn sip_prefix(s: &[u8]) -> Option<(Scheme, usize)> {
+    let lower = |b: u8| b | 0x20;
+    match s {
+        [a, b, c, b':', ..] if lower(*a) == b's' && lower(*b) == b'i' && lower(*c) == b'p' => {
+            Some((Scheme::Sip, 3))
+        }
+        [a, b, c, d, b':', ..]
+            if lower(*a) == b's' && lower(*b) == b'i' && lower(*c) == b'p' && lower(*d) == b's' =>
+        {
+            Some((Scheme::Sips, 4))
+        }
+        _ => None,
+    }
+}
+
 /// Parses a URI (no surrounding whitespace or angle brackets).
+///
+/// One pass over everything after the scheme checks every byte and finds the first `@` and
+/// whether any `%` needs checking; a second one, over the host only, finds its end and
+/// classifies it.
 pub fn parse(s: &[u8]) -> Result<Uri<'_>, SyntaxError> {
-    let colon = memchr::memchr(b':', s).ok_or(SyntaxError::Uri)?;
-    let scheme_raw = &s[..colon];
-    if !is_scheme(scheme_raw) {
-        return Err(SyntaxError::Uri);
-    }
-    let rest = &s[colon + 1..];
-    if rest.is_empty() || !rest.iter().all(|&b| is_uri_byte(b)) {
-        return Err(SyntaxError::Uri);
-    }
-    let scheme = if scheme_raw.eq_ignore_ascii_case(b"sip") {
-        Scheme::Sip
-    } else if scheme_raw.eq_ignore_ascii_case(b"sips") {
-        Scheme::Sips
-    } else if scheme_raw.eq_ignore_ascii_case(b"tel") {
-        Scheme::Tel
-    } else {
-        Scheme::Other
+    let (scheme, colon) = match sip_prefix(s) {
+        Some(known) => known,
+        None => {
+            let colon = memchr::memchr(b':', s).ok_or(SyntaxError::Uri)?;
+            let raw = &s[..colon];
+            if !is_scheme(raw) {
+                return Err(SyntaxError::Uri);
+            }
+            let scheme = if raw.eq_ignore_ascii_case(b"sip") {
+                Scheme::Sip
+            } else if raw.eq_ignore_ascii_case(b"sips") {
+                Scheme::Sips
+            } else if raw.eq_ignore_ascii_case(b"tel") {
+                Scheme::Tel
+            } else {
+                Scheme::Other
+            };
+            (scheme, colon)
+        }
     };
+    let scheme_raw = &s[..colon];
+    let rest = &s[colon + 1..];
+    let mut all = URI_BYTE;
+    let mut any = 0;
+    let mut at = None;
+    for (i, &b) in rest.iter().enumerate() {
+        let c = BYTE_CLASS[usize::from(b)];
+        all &= c;
+        any |= c;
+        if c & AT != 0 && at.is_none() {
+            at = Some(i);
+        }
+    }
+    if rest.is_empty() || all & URI_BYTE == 0 {
+        return Err(SyntaxError::Uri);
+    }
     let mut uri = Uri {
         scheme,
         scheme_raw,
@@ -287,20 +354,27 @@ pub fn parse(s: &[u8]) -> Result<Uri<'_>, SyntaxError> {
             Ok(uri)
         }
         Scheme::Sip | Scheme::Sips => {
-            parse_sip(rest, &mut uri)?;
+            parse_sip(rest, at, any & PCT != 0, &mut uri)?;
             Ok(uri)
         }
     }
 }
 
-fn parse_sip<'a>(rest: &'a [u8], uri: &mut Uri<'a>) -> Result<(), SyntaxError> {
+/// `rest` is everything after `sip:`, every byte already checked; `at` is its first `@`;
+/// `escapes` says whether it holds a `%` at all.
+fn parse_sip<'a>(
+    rest: &'a [u8],
+    at: Option<usize>,
+    escapes: bool,
+    uri: &mut Uri<'a>,
+) -> Result<(), SyntaxError> {
     // userinfo ends at the first '@': '@' is not allowed unescaped in user, password or
     // header values, while ';' '?' ',' '/' are legal in the user part (RFC 4475 intmeth,
     // semiuri), so the '@' must be found before any other delimiter is trusted.
-    let hostpart = match memchr::memchr(b'@', rest) {
+    let hostpart = match at {
         Some(at) => {
             let userinfo = &rest[..at];
-            if !escapes_ok(userinfo) {
+            if escapes && !escapes_ok(userinfo) {
                 return Err(SyntaxError::Uri);
             }
             match userinfo.iter().position(|&b| b == b':') {
@@ -317,13 +391,30 @@ fn parse_sip<'a>(rest: &'a [u8], uri: &mut Uri<'a>) -> Result<(), SyntaxError> {
         }
         None => rest,
     };
-    let host_end = if hostpart.first() == Some(&b'[') {
-        memchr::memchr(b']', hostpart).ok_or(SyntaxError::Host)? + 1
+    let host_end;
+    if hostpart.first() == Some(&b'[') {
+        host_end = memchr::memchr(b']', hostpart).ok_or(SyntaxError::Host)? + 1;
+        uri.host = &hostpart[..host_end];
+        uri.host_kind = parse_host(uri.host)?;
     } else {
-        memchr::memchr3(b':', b';', b'?', hostpart).unwrap_or(hostpart.len())
-    };
-    uri.host = &hostpart[..host_end];
-    uri.host_kind = parse_host(uri.host)?;
+        // The host ends at the first ':' ';' '?'; its bytes' classes decide what it is.
+        let mut end = 0;
+        let mut class = DIGIT_DOT | NAME_BYTE;
+        while let Some(&b) = hostpart.get(end) {
+            let c = BYTE_CLASS[usize::from(b)];
+            if c & HOST_END != 0 {
+                break;
+            }
+            class &= c;
+            end += 1;
+        }
+        host_end = end;
+        uri.host = &hostpart[..end];
+        if end == 0 {
+            return Err(SyntaxError::Host);
+        }
+        uri.host_kind = host_of_class(uri.host, class)?;
+    }
     let mut tail = &hostpart[host_end..];
     if let Some(p) = tail.strip_prefix(b":") {
         let e = p
@@ -336,7 +427,7 @@ fn parse_sip<'a>(rest: &'a [u8], uri: &mut Uri<'a>) -> Result<(), SyntaxError> {
     if let Some(p) = tail.strip_prefix(b";") {
         let e = p.iter().position(|&b| b == b'?').unwrap_or(p.len());
         uri.params = &p[..e];
-        if !escapes_ok(uri.params) {
+        if escapes && !escapes_ok(uri.params) {
             return Err(SyntaxError::Uri);
         }
         tail = &p[e..];
@@ -388,6 +479,136 @@ pub fn percent_decode<'b>(s: &[u8], out: &'b mut [u8]) -> Result<&'b [u8], Synta
         n += 1;
     }
     Ok(&out[..n])
+}
+
+/// The previous, multi-pass `parse`, kept as the reference the single-pass one is checked
+/// against (property test below).
+#[cfg(test)]
+mod previous {
+    use super::*;
+
+    /// Bytes that can never appear unescaped in a URI we accept: controls, space, non-ASCII and
+    /// the delimiters that bracket a URI in a header (`<`, `>`, `"`).
+    #[inline]
+    fn is_uri_byte(b: u8) -> bool {
+        BYTE_CLASS[usize::from(b)] & URI_BYTE != 0
+    }
+
+    /// Parses a URI (no surrounding whitespace or angle brackets).
+    pub(super) fn parse(s: &[u8]) -> Result<Uri<'_>, SyntaxError> {
+        let colon = memchr::memchr(b':', s).ok_or(SyntaxError::Uri)?;
+        let scheme_raw = &s[..colon];
+        if !is_scheme(scheme_raw) {
+            return Err(SyntaxError::Uri);
+        }
+        let rest = &s[colon + 1..];
+        if rest.is_empty() || !rest.iter().all(|&b| is_uri_byte(b)) {
+            return Err(SyntaxError::Uri);
+        }
+        let scheme = if scheme_raw.eq_ignore_ascii_case(b"sip") {
+            Scheme::Sip
+        } else if scheme_raw.eq_ignore_ascii_case(b"sips") {
+            Scheme::Sips
+        } else if scheme_raw.eq_ignore_ascii_case(b"tel") {
+            Scheme::Tel
+        } else {
+            Scheme::Other
+        };
+        let mut uri = Uri {
+            scheme,
+            scheme_raw,
+            user: None,
+            password: None,
+            host: b"",
+            host_kind: Host::Name,
+            port: None,
+            params: b"",
+            headers: None,
+            opaque: rest,
+        };
+        match scheme {
+            Scheme::Other => Ok(uri),
+            Scheme::Tel => {
+                // RFC 3966: telephone-subscriber = number *( ";" par ).
+                let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+                let number = &rest[..end];
+                let ok = !number.is_empty()
+                    && number.iter().all(|&b| {
+                        b.is_ascii_alphanumeric()
+                            || matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#')
+                    });
+                if !ok {
+                    return Err(SyntaxError::Uri);
+                }
+                uri.user = Some(number);
+                uri.params = rest.get(end + 1..).unwrap_or(b"");
+                Ok(uri)
+            }
+            Scheme::Sip | Scheme::Sips => {
+                old_parse_sip(rest, &mut uri)?;
+                Ok(uri)
+            }
+        }
+    }
+
+    fn old_parse_sip<'a>(rest: &'a [u8], uri: &mut Uri<'a>) -> Result<(), SyntaxError> {
+        // userinfo ends at the first '@': '@' is not allowed unescaped in user, password or
+        // header values, while ';' '?' ',' '/' are legal in the user part (RFC 4475 intmeth,
+        // semiuri), so the '@' must be found before any other delimiter is trusted.
+        let hostpart = match memchr::memchr(b'@', rest) {
+            Some(at) => {
+                let userinfo = &rest[..at];
+                if !escapes_ok(userinfo) {
+                    return Err(SyntaxError::Uri);
+                }
+                match userinfo.iter().position(|&b| b == b':') {
+                    Some(c) => {
+                        uri.user = Some(&userinfo[..c]);
+                        uri.password = Some(&userinfo[c + 1..]);
+                    }
+                    None => uri.user = Some(userinfo),
+                }
+                if uri.user.is_some_and(<[u8]>::is_empty) {
+                    return Err(SyntaxError::Uri);
+                }
+                &rest[at + 1..]
+            }
+            None => rest,
+        };
+        let host_end = if hostpart.first() == Some(&b'[') {
+            memchr::memchr(b']', hostpart).ok_or(SyntaxError::Host)? + 1
+        } else {
+            memchr::memchr3(b':', b';', b'?', hostpart).unwrap_or(hostpart.len())
+        };
+        uri.host = &hostpart[..host_end];
+        uri.host_kind = parse_host(uri.host)?;
+        let mut tail = &hostpart[host_end..];
+        if let Some(p) = tail.strip_prefix(b":") {
+            let e = p
+                .iter()
+                .position(|&b| matches!(b, b';' | b'?'))
+                .unwrap_or(p.len());
+            uri.port = Some(parse_port(&p[..e])?);
+            tail = &p[e..];
+        }
+        if let Some(p) = tail.strip_prefix(b";") {
+            let e = p.iter().position(|&b| b == b'?').unwrap_or(p.len());
+            uri.params = &p[..e];
+            if !escapes_ok(uri.params) {
+                return Err(SyntaxError::Uri);
+            }
+            tail = &p[e..];
+        }
+        if let Some(h) = tail.strip_prefix(b"?") {
+            uri.headers = Some(h);
+            tail = b"";
+        }
+        if tail.is_empty() {
+            Ok(())
+        } else {
+            Err(SyntaxError::Uri)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -465,12 +686,19 @@ mod tests {
             "10.0.0.01",
         ] {
             let std = h.parse::<Ipv4Addr>().ok();
+            // The fast path never disagrees with the standard parser where it answers.
+            if let Some(a) = dotted_quad(h.as_bytes()) {
+                assert_eq!(Some(a), std, "{h}");
+            }
             assert_eq!(
                 parse_host(h.as_bytes()).ok(),
                 std.map(Host::V4).or(None),
                 "{h}"
             );
         }
+        assert_eq!(dotted_quad(b"10.1.2.3"), Some(Ipv4Addr::new(10, 1, 2, 3)));
+        assert_eq!(dotted_quad(b"::1"), None);
+        assert_eq!(dotted_quad(b""), None);
         assert_eq!(parse_host(b"a_b-c.example"), Ok(Host::Name));
         assert_eq!(parse_host(b"a+b"), Err(SyntaxError::Host));
     }
@@ -483,5 +711,23 @@ mod tests {
         assert!(percent_decode(b"%4", &mut buf).is_err());
         let mut tiny = [0u8; 2];
         assert!(percent_decode(b"abc", &mut tiny).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        /// The single-pass parser gives exactly the previous parser's answer (fields and
+        /// errors) on URIs built from the bytes that matter to it.
+        #[test]
+        fn same_as_previous_parser(
+            prefix in proptest::sample::select(vec!["sip:", "SIPS:", "sIp:", "tel:", "", "x-y:", "sips", "si:"]),
+            body in proptest::collection::vec(proptest::sample::select(vec![
+                "u", "Alice", "%41", "%4", "%zz", "%", "@", ":", ";", "?", "=", "example.COM",
+                "1.2.3.4", "256.1.1.1", "01.2.3.4", "[::1]", "[", "]", "5060", "99999", "lr",
+                "user=phone", " ", "<", ">", "\"", ",", "/", "_", "-", ".", "\x7f",
+            ]), 0..10),
+        ) {
+            let s = format!("{prefix}{}", body.concat()).into_bytes();
+            proptest::prop_assert_eq!(parse(&s), previous::parse(&s), "{}", String::from_utf8_lossy(&s));
+        }
     }
 }
