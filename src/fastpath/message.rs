@@ -5,8 +5,9 @@
 use super::{Shared, reply};
 use crate::gate::{Kind, Outcome};
 use crate::metrics::Decision;
-use crate::policy::{IdBuf, Verdict, normalize};
-use crate::sip::{HeaderName, View, nameaddr, uri, write};
+use crate::policy::{IdBuf, Verdict, normalize, normalize_sip_parts};
+use crate::sip::uri::{self, Scheme, Uri};
+use crate::sip::{HeaderName, View, nameaddr, write};
 use crate::transport::{ConnRef, Dest, Outbox, Source, Transport};
 
 /// Removed before relaying a MESSAGE from an untrusted peer: an identity it may not assert
@@ -39,13 +40,13 @@ impl Default for Scratch {
     }
 }
 
-/// The URI inside a name-addr header value (From, To, P-Asserted-Identity).
-fn header_uri<'a>(view: &View<'a>, name: HeaderName) -> Option<&'a [u8]> {
+/// The URI inside a name-addr header value (From, To, P-Asserted-Identity): as written, and
+/// parsed.
+fn header_uri<'a>(view: &View<'a>, name: HeaderName) -> Option<(&'a [u8], Uri<'a>)> {
     // From and To were already parsed by validation: reuse those facts.
     if matches!(name, HeaderName::From | HeaderName::To) {
-        return nameaddr::header_facts(view, name)?
-            .ok()
-            .map(|f| f.name_addr.uri);
+        let raw = nameaddr::header_facts(view, name)?.ok()?.name_addr.uri;
+        return uri::parse(raw).ok().map(|u| (raw, u));
     }
     let v = view.header(name)?;
     // P-Asserted-Identity may list a sip and a tel URI (RFC 3325 §9.1): the first one counts.
@@ -54,7 +55,19 @@ fn header_uri<'a>(view: &View<'a>, name: HeaderName) -> Option<&'a [u8]> {
     } else {
         v
     };
-    nameaddr::parse(first).ok().map(|n| n.uri)
+    nameaddr::parse_with_uri(first)
+        .ok()
+        .map(|(n, u)| (n.uri, u))
+}
+
+/// The identity of URI `raw`, which parsed as `u`: for sip and sips from the parts the parser
+/// found (the same identity as `normalize(raw)`, without scanning `raw` again), for other
+/// schemes by `normalize` itself.
+fn identity_of(raw: &[u8], u: &Uri<'_>, out: &mut IdBuf) -> bool {
+    match u.scheme {
+        Scheme::Sip | Scheme::Sips => normalize_sip_parts(u.user, u.host, u.params, out).is_ok(),
+        Scheme::Tel | Scheme::Other => normalize(raw, out).is_ok(),
+    }
 }
 
 /// The first element of a comma-separated list, respecting quotes and angle brackets.
@@ -79,24 +92,24 @@ fn first_of_list(v: &[u8]) -> &[u8] {
 /// URI when the Request-URI is an address (a load generator or a core may send `sip:bob@10.0.0.1`).
 fn recipient(view: &View<'_>, out: &mut IdBuf) -> bool {
     let ruri = view.request_uri();
-    let ruri_is_aor = uri::parse(ruri)
-        .map(|u| u.host_kind.ip().is_none() || u.user.is_none())
-        .unwrap_or(false);
-    if ruri_is_aor && normalize(ruri, out).is_ok() {
+    if let Ok(u) = uri::parse(ruri)
+        && (u.host_kind.ip().is_none() || u.user.is_none())
+        && identity_of(ruri, &u, out)
+    {
         return true;
     }
-    header_uri(view, HeaderName::To).is_some_and(|to| normalize(to, out).is_ok())
+    header_uri(view, HeaderName::To).is_some_and(|(raw, to)| identity_of(raw, &to, out))
 }
 
 /// The sender (D7): the first P-Asserted-Identity from a trusted peer, else the From URI.
 fn sender(view: &View<'_>, trusted: bool, out: &mut IdBuf) -> bool {
     if trusted
-        && let Some(pai) = header_uri(view, HeaderName::PAssertedIdentity)
-        && normalize(pai, out).is_ok()
+        && let Some((raw, pai)) = header_uri(view, HeaderName::PAssertedIdentity)
+        && identity_of(raw, &pai, out)
     {
         return true;
     }
-    header_uri(view, HeaderName::From).is_some_and(|f| normalize(f, out).is_ok())
+    header_uri(view, HeaderName::From).is_some_and(|(raw, f)| identity_of(raw, &f, out))
 }
 
 pub fn on_message(
@@ -268,5 +281,32 @@ mod tests {
         );
         assert_eq!(first_of_list(b"<sip:a@x;p=1,2>"), b"<sip:a@x;p=1,2>");
         assert_eq!(first_of_list(b"sip:a@x"), b"sip:a@x");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        /// The identity built from the parser's parts is `normalize`'s identity of the whole
+        /// URI, whenever the parser accepts the URI.
+        #[test]
+        fn identity_from_parts_is_normalize(
+            scheme in proptest::sample::select(vec!["sip:", "SIPS:", "tel:", "mailto:"]),
+            body in proptest::collection::vec(proptest::sample::select(vec![
+                "u", "Alice", "%41", "%4", "%25", "@", ":", ";", "?", "=", "Example.COM",
+                "1.2.3.4", "[::1]", "[2001:DB8::a]", "5060", "lr", "user=phone", "user=", "+1",
+                "-", "555", "phone-context=x", ".", "_", "pw", "+1-555", "@Example.com",
+                ";user=phone", ";lr", ";phone-context=example.com",
+            ]), 0..10),
+        ) {
+            let s = format!("{scheme}{}", body.concat()).into_bytes();
+            if let Ok(u) = uri::parse(&s) {
+                let (mut a, mut b) = (IdBuf::new(), IdBuf::new());
+                let from_parts = identity_of(&s, &u, &mut a);
+                let whole = normalize(&s, &mut b).is_ok();
+                proptest::prop_assert_eq!(from_parts, whole, "{}", String::from_utf8_lossy(&s));
+                if whole {
+                    proptest::prop_assert_eq!(a.as_bytes(), b.as_bytes());
+                }
+            }
+        }
     }
 }

@@ -269,21 +269,43 @@ fn normalize_sip(rest: &[u8], out: &mut IdBuf) -> Result<(), IdError> {
         _ => &[][..],
     };
 
-    let Some(userinfo) = userinfo else {
+    // RFC 3261 §19.1.1: userinfo = user [":" password]; the password is never part of identity.
+    let user = userinfo.map(|u| &u[..u.iter().position(|&b| b == b':').unwrap_or(u.len())]);
+    sip_identity(user, host, params, out)
+}
+
+/// The identity of a `sip:`/`sips:` URI that the SIP parser (`sip::uri::parse`) already
+/// accepted, from the parts it found: the user (without password), the host as written and the
+/// URI parameters. The same identity as [`normalize`] of the whole URI, without scanning it
+/// again for its parts.
+pub fn normalize_sip_parts(
+    user: Option<&[u8]>,
+    host: &[u8],
+    params: &[u8],
+    out: &mut IdBuf,
+) -> Result<(), IdError> {
+    out.clear();
+    sip_identity(user, host, params, out)
+}
+
+fn sip_identity(
+    user: Option<&[u8]>,
+    host: &[u8],
+    params: &[u8],
+    out: &mut IdBuf,
+) -> Result<(), IdError> {
+    let Some(user) = user else {
         // A host-only URI (`sip:example.com`): a service or domain identity.
         out.push(b'@')?;
         return push_lower(out, host);
     };
-    // RFC 3261 §19.1.1: userinfo = user [":" password]; the password is never part of identity.
-    let user = &userinfo[..userinfo
-        .iter()
-        .position(|&b| b == b':')
-        .unwrap_or(userinfo.len())];
     if user.is_empty() {
         return Err(IdError::EmptyUser);
     }
 
-    if param_value(params, b"user").is_some_and(|v| v.eq_ignore_ascii_case(b"phone")) {
+    if !params.is_empty()
+        && param_value(params, b"user").is_some_and(|v| v.eq_ignore_ascii_case(b"phone"))
+    {
         // RFC 3261 §19.1.1 / D8: with user=phone the user part is an RFC 3966 telephone-subscriber
         // and the identity is the tel: one. A user part that is not a valid number (or a local
         // number without phone-context) keeps its sip form.

@@ -32,7 +32,9 @@ pub mod table;
 pub mod user;
 
 pub use domain::{DomainRules, Exceptions};
-pub use identity::{ID_MAX, IdBuf, IdError, Identity, Normalized, domain_of, normalize};
+pub use identity::{
+    ID_MAX, IdBuf, IdError, Identity, Normalized, domain_of, normalize, normalize_sip_parts,
+};
 pub use set::{BlockedSet, IdSet, PolicyError, SET_MAX_ENTRIES};
 pub use table::{PolicyTable, SHARDS_MAX, UserEntry};
 pub use user::{RelayTarget, UserPolicy, UserPolicyBuilder, Verdict};

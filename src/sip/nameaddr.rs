@@ -38,7 +38,7 @@ impl<'a> NameAddr<'a> {
 
 /// Parses one name-addr or addr-spec (one element of a comma list, or a whole From/To value).
 pub fn parse(v: &[u8]) -> Result<NameAddr<'_>, SyntaxError> {
-    parse_with_scheme(v).map(|(n, _)| n)
+    parse_with_uri(v).map(|(n, _)| n)
 }
 
 /// A parsed From or To value as offsets into the message, with its URI scheme and tag.
@@ -77,9 +77,9 @@ pub fn header_facts<'a>(
         HeaderName::To => &view.memos().to,
         _ => {
             return view.header(h).map(|x| {
-                parse_with_scheme(x).map(|(n, scheme)| NameAddrFacts {
+                parse_with_uri(x).map(|(n, u)| NameAddrFacts {
                     name_addr: n,
-                    scheme,
+                    scheme: u.scheme,
                     tag: n.tag(),
                 })
             });
@@ -89,13 +89,13 @@ pub fn header_facts<'a>(
         Memo::Known(m) => m,
         Memo::Unknown => {
             let m = view.header(h).map(|x| {
-                parse_with_scheme(x).map(|(n, scheme)| NaSpans {
+                parse_with_uri(x).map(|(n, u)| NaSpans {
                     display: n.display.map(|d| span_in(buf, d)),
                     uri: span_in(buf, n.uri),
                     bracketed: n.bracketed,
                     params: span_in(buf, n.params.as_bytes()),
                     tag: n.tag().map(|t| span_in(buf, t)),
-                    scheme,
+                    scheme: u.scheme,
                 })
             });
             cell.set(Memo::Known(m));
@@ -116,7 +116,9 @@ pub fn header_facts<'a>(
     })
 }
 
-fn parse_with_scheme(v: &[u8]) -> Result<(NameAddr<'_>, Scheme), SyntaxError> {
+/// [`parse`], also returning the parsed URI (callers that need its parts need not parse it
+/// again).
+pub fn parse_with_uri(v: &[u8]) -> Result<(NameAddr<'_>, Uri<'_>), SyntaxError> {
     let s = trim(v);
     if s.is_empty() {
         return Err(SyntaxError::Empty);
@@ -151,7 +153,7 @@ fn parse_with_scheme(v: &[u8]) -> Result<(NameAddr<'_>, Scheme), SyntaxError> {
         let gt = memchr::memchr(b'>', &s[lt..]).ok_or(SyntaxError::Angle)? + lt;
         let u = &s[lt + 1..gt];
         // No LWS inside the brackets (RFC 4475 badaspec); uri::parse rejects it.
-        let scheme = uri::parse(u)?.scheme;
+        let parsed = uri::parse(u)?;
         let rest = &s[gt + 1..];
         let (params, used) = params::parse(rest)?;
         if used != rest.len() {
@@ -164,7 +166,7 @@ fn parse_with_scheme(v: &[u8]) -> Result<(NameAddr<'_>, Scheme), SyntaxError> {
                 bracketed: true,
                 params,
             },
-            scheme,
+            parsed,
         ));
     }
     // addr-spec: the URI ends at the first ';' or whitespace.
@@ -176,7 +178,7 @@ fn parse_with_scheme(v: &[u8]) -> Result<(NameAddr<'_>, Scheme), SyntaxError> {
     if u.contains(&b'?') || u.contains(&b',') {
         return Err(SyntaxError::Uri);
     }
-    let scheme = uri::parse(u)?.scheme;
+    let parsed = uri::parse(u)?;
     let rest = &s[end..];
     let (params, used) = params::parse(rest)?;
     if used != rest.len() {
@@ -189,7 +191,7 @@ fn parse_with_scheme(v: &[u8]) -> Result<(NameAddr<'_>, Scheme), SyntaxError> {
             bracketed: false,
             params,
         },
-        scheme,
+        parsed,
     ))
 }
 
