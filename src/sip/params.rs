@@ -83,9 +83,20 @@ fn next_param<'a>(s: &'a [u8], i: &mut usize) -> Result<Option<Param<'a>>, Synta
 /// Validates the parameter list at the start of `s` (leading whitespace allowed). Returns the
 /// list and the number of bytes it covers; anything after that is the caller's to judge.
 pub fn parse(s: &[u8]) -> Result<(Params<'_>, usize), SyntaxError> {
+    parse_visit(s, |_| {})
+}
+
+/// [`parse`], handing every parameter to `visit` as it is validated: one pass for a caller that
+/// also wants some of the values.
+#[inline]
+pub fn parse_visit<'a>(
+    s: &'a [u8],
+    mut visit: impl FnMut(Param<'a>),
+) -> Result<(Params<'a>, usize), SyntaxError> {
     let mut i = 0;
     let mut end = 0;
-    while next_param(s, &mut i)?.is_some() {
+    while let Some(p) = next_param(s, &mut i)? {
+        visit(p);
         end = i;
     }
     // `i` now sits on the first non-whitespace byte after the list (or at the end).

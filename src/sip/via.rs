@@ -6,7 +6,7 @@
 use super::error::SyntaxError;
 use super::hdr::HeaderName;
 use super::lex::{CommaIter, is_ws, skip_ws, token_end, trim};
-use super::params::{self, Params, RPort};
+use super::params::{self, Param, Params, RPort};
 use super::scan::{Memo, Span, View};
 use super::uri::{Host, parse_host, parse_port};
 
@@ -61,21 +61,9 @@ impl<'a> Via<'a> {
     /// `branch`, `rport` and `received` in one pass over the parameters (the ones relaying and
     /// answering use); the first of each name counts, as with [`Params::get`].
     pub fn hop_params(&self) -> HopParams<'a> {
-        let (mut branch, mut rport, mut received) = (None, None, None);
-        for p in self.params.iter() {
-            if branch.is_none() && p.name.eq_ignore_ascii_case(b"branch") {
-                branch = Some(p.text());
-            } else if rport.is_none() && p.name.eq_ignore_ascii_case(b"rport") {
-                rport = Some(params::rport_of(p.value));
-            } else if received.is_none() && p.name.eq_ignore_ascii_case(b"received") {
-                received = Some(p.text());
-            }
-        }
-        HopParams {
-            branch: branch.flatten(),
-            rport: rport.unwrap_or(RPort::Absent),
-            received,
-        }
+        let mut scan = HopScan::default();
+        self.params.iter().for_each(|p| scan.take(p));
+        scan.done()
     }
 
     /// sent-by port, or the default 5060 (§18.2.2; TLS would be 5061, which we do not serve).
@@ -93,6 +81,35 @@ pub struct HopParams<'a> {
     pub rport: RPort,
     /// `Some` when a `received` parameter is present; inside, its value as [`Via::received`].
     pub received: Option<Option<&'a [u8]>>,
+}
+
+/// Collects [`HopParams`] from parameters seen one at a time.
+#[derive(Default)]
+struct HopScan<'a> {
+    branch: Option<Option<&'a [u8]>>,
+    rport: Option<RPort>,
+    received: Option<Option<&'a [u8]>>,
+}
+
+impl<'a> HopScan<'a> {
+    #[inline]
+    fn take(&mut self, p: Param<'a>) {
+        if self.branch.is_none() && p.name.eq_ignore_ascii_case(b"branch") {
+            self.branch = Some(p.text());
+        } else if self.rport.is_none() && p.name.eq_ignore_ascii_case(b"rport") {
+            self.rport = Some(params::rport_of(p.value));
+        } else if self.received.is_none() && p.name.eq_ignore_ascii_case(b"received") {
+            self.received = Some(p.text());
+        }
+    }
+
+    fn done(self) -> HopParams<'a> {
+        HopParams {
+            branch: self.branch.flatten(),
+            rport: self.rport.unwrap_or(RPort::Absent),
+            received: self.received,
+        }
+    }
 }
 
 fn slash(s: &[u8], i: usize) -> Result<usize, SyntaxError> {
@@ -115,6 +132,11 @@ fn token_at(s: &[u8], i: usize) -> Result<(&[u8], usize), SyntaxError> {
 
 /// Parses one Via value (one element of the comma list).
 pub fn parse(elem: &[u8]) -> Result<Via<'_>, SyntaxError> {
+    parse_hop(elem).map(|(v, _)| v)
+}
+
+/// [`parse`] plus [`Via::hop_params`], read while the parameters are validated (one pass).
+pub fn parse_hop(elem: &[u8]) -> Result<(Via<'_>, HopParams<'_>), SyntaxError> {
     let s = trim(elem);
     if s.is_empty() {
         return Err(SyntaxError::Empty);
@@ -149,11 +171,12 @@ pub fn parse(elem: &[u8]) -> Result<Via<'_>, SyntaxError> {
         port = Some(parse_port(&s[p0..p1])?);
         i = p1;
     }
-    let (params, used) = params::parse(&s[i..])?;
+    let mut hop = HopScan::default();
+    let (params, used) = params::parse_visit(&s[i..], |p| hop.take(p))?;
     if i + used != s.len() {
         return Err(SyntaxError::Param);
     }
-    Ok(Via {
+    let via = Via {
         protocol,
         version,
         transport,
@@ -163,7 +186,8 @@ pub fn parse(elem: &[u8]) -> Result<Via<'_>, SyntaxError> {
         params,
         params_off: i,
         raw: s,
-    })
+    };
+    Ok((via, hop.done()))
 }
 
 /// Where one Via value sits in the message.
@@ -260,9 +284,8 @@ pub(crate) struct ViaSpans {
 pub(crate) type TopViaMemo = Option<(ViaValue, Result<ViaSpans, SyntaxError>)>;
 
 impl ViaSpans {
-    fn new(buf: &[u8], v: &Via<'_>) -> ViaSpans {
+    fn new(buf: &[u8], v: &Via<'_>, hop: &HopParams<'_>) -> ViaSpans {
         let at = |x: &[u8]| span_in(buf, x);
-        let hop = v.hop_params();
         ViaSpans {
             protocol: at(v.protocol),
             version: at(v.version),
@@ -312,9 +335,10 @@ fn top_memo(view: &View<'_>) -> TopViaMemo {
         return m;
     }
     let buf = view.buf();
-    let m = values(view)
-        .next()
-        .map(|v| (v, parse(view.slice(v.span)).map(|p| ViaSpans::new(buf, &p))));
+    let m = values(view).next().map(|v| {
+        let parsed = parse_hop(view.slice(v.span));
+        (v, parsed.map(|(p, hop)| ViaSpans::new(buf, &p, &hop)))
+    });
     cell.set(Memo::Known(m));
     m
 }

@@ -15,6 +15,7 @@ use super::lex::is_ws;
 use super::nameaddr;
 use super::params::{Params, RPort};
 use super::scan::{Span, View};
+use super::uri;
 use super::validate::{ALLOW, ExtraHeader, Reject};
 use super::values;
 use super::via::{self, MAGIC_COOKIE, TopVia, Via};
@@ -400,6 +401,9 @@ pub enum RelayDrop {
 }
 
 fn parse_ip(s: &[u8]) -> Option<IpAddr> {
+    if let Some(a) = uri::dotted_quad(s) {
+        return Some(IpAddr::V4(a));
+    }
     let s = s
         .strip_prefix(b"[")
         .and_then(|x| x.strip_suffix(b"]"))
@@ -427,8 +431,7 @@ pub fn write_relay_response<'a>(
         return Err(RelayDrop::NotOurs);
     }
     let next = via::values(view).nth(1).ok_or(RelayDrop::NoNextVia)?;
-    let nv = via::parse(view.slice(next.span)).map_err(|_| RelayDrop::BadVia)?;
-    let hop = nv.hop_params();
+    let (nv, hop) = via::parse_hop(view.slice(next.span)).map_err(|_| RelayDrop::BadVia)?;
     let ip = match hop.received.flatten() {
         Some(r) => parse_ip(r).ok_or(RelayDrop::NotIpLiteral)?,
         None => nv.host_kind.ip().ok_or(RelayDrop::NotIpLiteral)?,
