@@ -240,9 +240,9 @@ fn canonical_v4(h: &[u8]) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(octets))
 }
 
-/// A canonical dotted quad (as [`Ipv4Addr`]'s parser accepts it), decided without the standard
-/// parser; `None` for anything else, including other IPv4 spellings the standard parser also
-/// refuses or accepts (callers fall back to it).
+/// A canonical dotted quad (four 1-3 digit parts, no leading zero, each at most 255), decided
+/// without the standard parser; `None` for anything else. Where it answers, [`Ipv4Addr`]'s
+/// parser agrees; callers that take every address the standard parser takes fall back to it.
 pub fn dotted_quad(s: &[u8]) -> Option<Ipv4Addr> {
     let class = s
         .iter()

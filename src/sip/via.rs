@@ -391,6 +391,9 @@ mod tests {
         assert_eq!(hop.rport, v.rport());
         assert_eq!(hop.received, Some(None));
         assert_eq!(hop.received.flatten(), v.received());
+        // Read while parsing, the same facts.
+        let (pv, phop) = parse_hop(v.raw).unwrap();
+        assert_eq!((pv, phop), (v, hop));
         let bare = parse(b"SIP/2.0/UDP h").unwrap().hop_params();
         assert_eq!(
             (bare.branch, bare.rport, bare.received),
