@@ -58,21 +58,14 @@ impl<'a> Via<'a> {
         self.params.ttl()
     }
 
-    /// `branch`, `rport` and `received` in one pass over the parameters (the ones relaying and
-    /// answering use); the first of each name counts, as with [`Params::get`].
-    pub fn hop_params(&self) -> HopParams<'a> {
-        let mut scan = HopScan::default();
-        self.params.iter().for_each(|p| scan.take(p));
-        scan.done()
-    }
-
     /// sent-by port, or the default 5060 (§18.2.2; TLS would be 5061, which we do not serve).
     pub fn port_or_default(&self) -> u16 {
         self.port.unwrap_or(5060)
     }
 }
 
-/// What [`Via::hop_params`] reads.
+/// What [`parse_hop`] reads besides the [`Via`]: `branch`, `rport` and `received`, the ones
+/// relaying and answering use; the first of each name counts, as with [`Params::get`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HopParams<'a> {
     /// As [`Via::branch`].
@@ -135,7 +128,7 @@ pub fn parse(elem: &[u8]) -> Result<Via<'_>, SyntaxError> {
     parse_hop(elem).map(|(v, _)| v)
 }
 
-/// [`parse`] plus [`Via::hop_params`], read while the parameters are validated (one pass).
+/// [`parse`] plus its [`HopParams`], read while the parameters are validated (one pass).
 pub fn parse_hop(elem: &[u8]) -> Result<(Via<'_>, HopParams<'_>), SyntaxError> {
     let s = trim(elem);
     if s.is_empty() {
@@ -383,18 +376,16 @@ mod tests {
 
     #[test]
     fn hop_params_take_the_first_of_each_name() {
-        let v = parse(b"SIP/2.0/UDP h;received;rport=7;branch=\"z9hG4bKa\";rport=8;received=10.0.0.1;branch=z9hG4bKb").unwrap();
-        let hop = v.hop_params();
+        let (v, hop) = parse_hop(b"SIP/2.0/UDP h;received;rport=7;branch=\"z9hG4bKa\";rport=8;received=10.0.0.1;branch=z9hG4bKb").unwrap();
         assert_eq!(hop.branch, Some(&b"z9hG4bKa"[..]));
         assert_eq!(hop.branch, v.branch());
         assert_eq!(hop.rport, RPort::Port(7));
         assert_eq!(hop.rport, v.rport());
         assert_eq!(hop.received, Some(None));
         assert_eq!(hop.received.flatten(), v.received());
-        // Read while parsing, the same facts.
-        let (pv, phop) = parse_hop(v.raw).unwrap();
-        assert_eq!((pv, phop), (v, hop));
-        let bare = parse(b"SIP/2.0/UDP h").unwrap().hop_params();
+        // `parse` is the same parse without them.
+        assert_eq!(parse(v.raw), Ok(v));
+        let (_, bare) = parse_hop(b"SIP/2.0/UDP h").unwrap();
         assert_eq!(
             (bare.branch, bare.rport, bare.received),
             (None, RPort::Absent, None)
