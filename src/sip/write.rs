@@ -18,7 +18,7 @@ use super::scan::{Span, View};
 use super::uri;
 use super::validate::{ALLOW, ExtraHeader, Reject};
 use super::values;
-use super::via::{self, MAGIC_COOKIE, TopVia, Via};
+use super::via::{self, MAGIC_COOKIE, TopVia};
 
 const CRLF: &[u8] = b"\r\n";
 
@@ -116,12 +116,13 @@ pub fn derive_to_tag<'o>(view: &View<'_>, secret: u64, out: &'o mut [u8; 16]) ->
 
 /// Where a response goes (§18.2.2, RFC 3581 §4): over TCP, back on the arriving connection
 /// (returned as `src`; the caller owns the connection); over UDP, to the source IP, at the
-/// source port when the Via has `rport`, else at the sent-by port (default 5060).
-pub fn response_dest(top: &Via<'_>, src: SocketAddr, transport: Transport) -> SocketAddr {
+/// source port when the Via has `rport`, else at the sent-by port (default 5060). Takes the
+/// memoised top Via ([`via::top_facts`]), whose `rport` was read when it was parsed.
+pub fn response_dest(top: &TopVia<'_>, src: SocketAddr, transport: Transport) -> SocketAddr {
     match transport {
         Transport::Tcp => src,
-        Transport::Udp => match top.rport() {
-            RPort::Absent => SocketAddr::new(src.ip(), top.port_or_default()),
+        Transport::Udp => match top.rport {
+            RPort::Absent => SocketAddr::new(src.ip(), top.via.port_or_default()),
             RPort::Empty | RPort::Port(_) => src,
         },
     }
@@ -567,14 +568,23 @@ Content-Length: 0\r\n\r\n"
 
     #[test]
     fn response_destination() {
-        let v = via::parse(b"SIP/2.0/UDP h:5070;rport").unwrap();
+        let top = |value: &'static [u8]| {
+            let (via, hop) = via::parse_hop(value).unwrap();
+            TopVia {
+                via,
+                branch: hop.branch,
+                rport: hop.rport,
+                has_received: hop.received.is_some(),
+            }
+        };
+        let v = top(b"SIP/2.0/UDP h:5070;rport");
         assert_eq!(response_dest(&v, src(), Transport::Udp), src());
-        let v = via::parse(b"SIP/2.0/UDP h:5070").unwrap();
+        let v = top(b"SIP/2.0/UDP h:5070");
         assert_eq!(
             response_dest(&v, src(), Transport::Udp),
             "198.51.100.7:5070".parse().unwrap()
         );
-        let v = via::parse(b"SIP/2.0/UDP h").unwrap();
+        let v = top(b"SIP/2.0/UDP h");
         assert_eq!(response_dest(&v, src(), Transport::Udp).port(), 5060);
         assert_eq!(response_dest(&v, src(), Transport::Tcp), src());
     }

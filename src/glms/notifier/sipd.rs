@@ -414,7 +414,7 @@ impl Worker {
         };
         let mut out = std::mem::take(&mut self.out);
         write::write_response(v, src, code, reason, tag, extra, rx, &mut out);
-        let to = via::top(v)
+        let to = via::top_facts(v)
             .and_then(|(_, t)| t.ok())
             .map_or(src, |t| write::response_dest(&t, src, v.transport()));
         self.send(&out, to);
