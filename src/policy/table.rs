@@ -2,10 +2,16 @@
 //! without locks and the slow path replaces one user at a time.
 //!
 //! The user space is split into up to 2^16 shards by the key's hash. Each shard is an
-//! `ArcSwap<Shard>` over a small `hashbrown::HashTable` of `Arc<UserEntry>`. Publishing one
-//! user's change clones only that shard's table (tens of pointers), swaps it in atomically and
-//! lets the old snapshot go when its last reader is done. Readers never wait; writers of one
-//! shard serialise on a striped mutex that readers never touch, so no update is lost.
+//! `ArcSwap<Shard>` over a small open-addressed array of `Arc<UserEntry>` held inside the shard's
+//! own allocation. Publishing one user's change rebuilds only that shard (tens of pointers),
+//! swaps it in atomically and lets the old snapshot go when its last reader is done. Readers
+//! never wait; writers of one shard serialise on a striped mutex that readers never touch, so no
+//! update is lost.
+//!
+//! A lookup is a chain of dependent loads, and with a million users each is a cache miss: the
+//! shard pointer, the slot, the entry. The slots live in the shard itself (no separate control
+//! and bucket arrays) and a short key lives in the entry itself (not in an allocation of its
+//! own), so finding a known user costs those three dependent lines and no more.
 #![forbid(unsafe_code)]
 
 use arc_swap::ArcSwap;
@@ -27,11 +33,61 @@ const USERS_PER_SHARD: usize = 16;
 const DEFAULT_USERS: usize = 1 << 20;
 const WRITER_STRIPES: usize = 256;
 
+/// Longest key kept inside its entry; canonical identities of ordinary AoRs fit.
+const KEY_INLINE: usize = 54;
+
+/// A user's key: inside the entry when short, so that the lookup's comparison reads the entry
+/// the caller reads next anyway, not one more allocation.
+#[derive(Debug)]
+enum Key {
+    Inline { len: u8, bytes: [u8; KEY_INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Key {
+    fn new(key: &[u8]) -> Key {
+        if key.len() <= KEY_INLINE {
+            let mut bytes = [0; KEY_INLINE];
+            bytes[..key.len()].copy_from_slice(key);
+            // Holds: len <= KEY_INLINE < 256.
+            Key::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            Key::Heap(key.into())
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Key::Heap(b) => b,
+        }
+    }
+}
+
 /// One user's published policy, keyed by the canonical identity of the AoR.
 #[derive(Debug)]
 pub struct UserEntry {
-    pub key: Box<[u8]>,
+    key: Key,
     pub policy: UserPolicy,
+}
+
+impl UserEntry {
+    fn new(key: &[u8], policy: UserPolicy) -> UserEntry {
+        UserEntry {
+            key: Key::new(key),
+            policy,
+        }
+    }
+
+    /// The canonical identity this entry is keyed by.
+    #[inline]
+    pub fn key(&self) -> &[u8] {
+        self.key.as_bytes()
+    }
 }
 
 #[derive(Clone)]
@@ -40,18 +96,81 @@ struct Slot {
     entry: Arc<UserEntry>,
 }
 
+impl Slot {
+    #[inline]
+    fn is(&self, hash: u64, key: &[u8]) -> bool {
+        // The full hash is kept in the slot, so a non-matching slot is rejected without
+        // touching the entry.
+        self.hash == hash && self.entry.key() == key
+    }
+}
+
+/// Slots inside a shard: a power of two, twice the users a shard is sized for, so a probe
+/// usually ends in the cache line of its first slot (four slots per line).
+const INLINE_SLOTS: usize = 2 * USERS_PER_SHARD;
+/// Most users the inline slots hold (3/4 full at most, so a probe for an absent key is short
+/// and always meets an empty slot); a shard's users past this go to its overflow table.
+const INLINE_MAX: usize = INLINE_SLOTS / 4 * 3;
+
+/// One shard's snapshot. Aligned to a cache line so that each line holds four whole slots.
 #[derive(Clone, Default)]
+#[repr(C, align(64))]
 struct Shard {
-    users: HashTable<Slot>,
+    /// Open addressing with linear probing from `hash % INLINE_SLOTS`; `None` ends a probe.
+    /// Never more than `INLINE_MAX` taken. A shard is rebuilt whole on every change, so there
+    /// are no tombstones.
+    inline: [Option<Slot>; INLINE_SLOTS],
+    /// The users past `INLINE_MAX` (a table grown well past the size it was made for).
+    overflow: HashTable<Slot>,
 }
 
 impl Shard {
+    /// A shard holding `slots`, whose keys must be distinct.
+    fn build(slots: impl IntoIterator<Item = Slot>) -> Shard {
+        let mut shard = Shard::default();
+        let mut inline = 0;
+        for slot in slots {
+            if inline < INLINE_MAX {
+                let mut i = slot.hash as usize % INLINE_SLOTS;
+                while shard.inline[i].is_some() {
+                    i = (i + 1) % INLINE_SLOTS;
+                }
+                shard.inline[i] = Some(slot);
+                inline += 1;
+            } else {
+                shard.overflow.insert_unique(slot.hash, slot, |s| s.hash);
+            }
+        }
+        shard
+    }
+
+    #[inline]
     fn find(&self, hash: u64, key: &[u8]) -> Option<&Arc<UserEntry>> {
-        // The full hash is kept in the slot, so a non-matching slot is rejected without
-        // touching the entry (one cache miss saved on an unknown user).
-        self.users
-            .find(hash, |s| s.hash == hash && *s.entry.key == *key)
+        let mut i = hash as usize % INLINE_SLOTS;
+        // At most INLINE_MAX slots are taken, so an empty one ends the probe; the bound only
+        // makes that visible.
+        for _ in 0..INLINE_SLOTS {
+            match &self.inline[i] {
+                None => break,
+                Some(s) if s.is(hash, key) => return Some(&s.entry),
+                Some(_) => i = (i + 1) % INLINE_SLOTS,
+            }
+        }
+        if self.overflow.is_empty() {
+            return None;
+        }
+        self.overflow
+            .find(hash, |s| s.is(hash, key))
             .map(|s| &s.entry)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.inline.iter().flatten().chain(self.overflow.iter())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.inline.iter().flatten().count() + self.overflow.len()
     }
 }
 
@@ -166,32 +285,23 @@ impl PolicyTable {
         if existing.is_none() && next.is_none() {
             return;
         }
-        // Rebuild this shard's table at its exact new size: one allocation, no rehash of keys
-        // (slots carry their hash), tens of Arc clones.
-        let others = current
-            .users
-            .iter()
-            .filter(|s| !(s.hash == hash && *s.entry.key == *key));
-        let mut users = HashTable::with_capacity(current.users.len() + usize::from(next.is_some()));
-        for slot in others {
-            users.insert_unique(slot.hash, slot.clone(), |s: &Slot| s.hash);
-        }
-        match (existing.is_some(), next) {
-            (existed, Some(policy)) => {
-                let entry = Arc::new(UserEntry {
-                    key: key.into(),
-                    policy,
-                });
-                users.insert_unique(hash, Slot { hash, entry }, |s| s.hash);
-                if !existed {
-                    self.len.fetch_add(1, Ordering::Relaxed);
-                }
+        // Rebuild this shard at its new contents: no rehash of keys (slots carry their hash),
+        // tens of Arc clones.
+        let others = current.iter().filter(|s| !s.is(hash, key)).cloned();
+        let added = next.map(|policy| Slot {
+            hash,
+            entry: Arc::new(UserEntry::new(key, policy)),
+        });
+        match (existing.is_some(), added.is_some()) {
+            (false, true) => {
+                self.len.fetch_add(1, Ordering::Relaxed);
             }
-            (_, None) => {
+            (true, false) => {
                 self.len.fetch_sub(1, Ordering::Relaxed);
             }
+            _ => {}
         }
-        self.shards[index].store(Arc::new(Shard { users }));
+        self.shards[index].store(Arc::new(Shard::build(others.chain(added))));
     }
 
     fn lock_writer(&self, shard: usize) -> MutexGuard<'_, ()> {
@@ -215,7 +325,7 @@ impl PolicyTable {
     /// update running meanwhile may or may not be seen.
     pub fn for_each(&self, mut f: impl FnMut(&UserEntry)) {
         for shard in self.shards.iter() {
-            for slot in shard.load().users.iter() {
+            for slot in shard.load().iter() {
                 f(&slot.entry);
             }
         }
@@ -228,37 +338,42 @@ impl PolicyTable {
         let mut slots: Vec<Slot> = Vec::with_capacity(entries.size_hint().0);
         let state = RandomState::default();
         for (key, policy) in entries {
-            let key: Box<[u8]> = key.as_bytes().into();
+            let key = key.as_bytes();
             slots.push(Slot {
-                hash: state.hash_one(&*key),
-                entry: Arc::new(UserEntry { key, policy }),
+                hash: state.hash_one(key),
+                entry: Arc::new(UserEntry::new(key, policy)),
             });
         }
         let mut table = Self::with_capacity(slots.len());
         table.state = state;
         let shard_of = |s: &Slot| (s.hash >> 32) as usize & table.shard_mask;
-        // Stable, so that among duplicates the later entry is inserted last and wins.
-        slots.sort_by_key(shard_of);
-        let mut counts = vec![0usize; table.shards.len()];
-        for slot in &slots {
-            counts[shard_of(slot)] += 1;
-        }
+        // Stable, so that among duplicates (equal hashes, hence adjacent) the later entry comes
+        // later and wins.
+        slots.sort_by_key(|s| (shard_of(s), s.hash));
         let mut total = 0;
         let mut slots = slots.into_iter().peekable();
+        let mut group: Vec<Slot> = Vec::new();
         while let Some(first) = slots.peek() {
             let index = shard_of(first);
-            let mut users: HashTable<Slot> = HashTable::with_capacity(counts[index]);
+            group.clear();
             while let Some(slot) = slots.next_if(|s| shard_of(s) == index) {
-                let (hash, key) = (slot.hash, &slot.entry.key);
-                match users.find_mut(hash, |s| s.hash == hash && s.entry.key == *key) {
-                    Some(existing) => *existing = slot,
-                    None => {
-                        users.insert_unique(hash, slot, |s| s.hash);
-                        total += 1;
-                    }
+                // Only slots of one hash can hold the same key: look back over that run.
+                let run = group
+                    .iter()
+                    .rev()
+                    .take_while(|s| s.hash == slot.hash)
+                    .count();
+                let start = group.len() - run;
+                match group[start..]
+                    .iter()
+                    .position(|s| s.is(slot.hash, slot.entry.key()))
+                {
+                    Some(at) => group[start + at] = slot,
+                    None => group.push(slot),
                 }
             }
-            table.shards[index] = ArcSwap::new(Arc::new(Shard { users }));
+            total += group.len();
+            table.shards[index] = ArcSwap::new(Arc::new(Shard::build(group.drain(..))));
         }
         table.len = AtomicUsize::new(total);
         table
@@ -268,7 +383,7 @@ impl PolicyTable {
     pub fn index_bytes(&self) -> usize {
         let mut bytes = std::mem::size_of_val(&*self.shards);
         for shard in self.shards.iter() {
-            bytes += shard.load().users.allocation_size() + std::mem::size_of::<Shard>();
+            bytes += shard.load().overflow.allocation_size() + std::mem::size_of::<Shard>();
         }
         bytes
     }

@@ -50,7 +50,7 @@ fn insert_update_remove() {
     // Read-modify-write keeps the lists, changes the target.
     table.update(&bob, |p| p.map(|p| p.with_target(Some(target(6000)))));
     let entry = table.get(bob.as_bytes()).expect("bob is there");
-    assert_eq!(&*entry.key, bob.as_bytes());
+    assert_eq!(entry.key(), bob.as_bytes());
     assert_eq!(
         entry.policy.target.as_ref().map(|t| t.addr.port()),
         Some(6000)
@@ -86,7 +86,7 @@ fn many_users_and_for_each() {
     assert_eq!(table.len(), 1000);
     let mut seen = 0;
     table.for_each(|e| {
-        let n: usize = std::str::from_utf8(&e.key[1..e.key.len() - 6])
+        let n: usize = std::str::from_utf8(&e.key()[1..e.key().len() - 6])
             .expect("ascii")
             .parse()
             .expect("number");
@@ -220,4 +220,88 @@ fn concurrent_writers_lose_nothing() {
     });
     let entry = table.get(alice.as_bytes()).expect("alice");
     assert_eq!(entry.policy.blocked.len(), 3 * PER_WRITER);
+}
+
+fn port_of(table: &PolicyTable, key: &[u8]) -> Option<u16> {
+    table.with(key, |p| {
+        p.and_then(|p| p.target.as_ref()).map(|t| t.addr.port())
+    })
+}
+
+fn relay_to(port: u16) -> UserPolicy {
+    UserPolicy::builder()
+        .target(target(port))
+        .build()
+        .expect("valid policy")
+}
+
+/// A table grown far past its sizing keeps most users in its shards' overflow tables: every
+/// user is still found exactly once, with its own policy, and replacements and removals reach
+/// both the inline slots and the overflow.
+#[test]
+fn shards_past_their_inline_slots() {
+    let table = PolicyTable::with_shards(SHARDS_MIN);
+    let n = SHARDS_MIN * INLINE_MAX * 3;
+    // Keys of every length around the inline limit, and long ones kept on the heap.
+    let pad = |i: usize| "p".repeat(i % (KEY_INLINE + 8));
+    let uri = |i: usize| format!("sip:u{i}{}@x.com", pad(i));
+    let key = |i: usize| format!("u{i}{}@x.com", pad(i)).into_bytes();
+    for i in 0..n {
+        table.upsert(id(&uri(i)), relay_to(i as u16 + 1));
+    }
+    assert_eq!(table.len(), n);
+    let shards: Vec<_> = table.shards.iter().map(|s| s.load_full()).collect();
+    assert!(shards.iter().all(|s| !s.overflow.is_empty()));
+    assert_eq!(shards.iter().map(|s| s.len()).sum::<usize>(), n);
+    for i in 0..n {
+        assert_eq!(port_of(&table, &key(i)), Some(i as u16 + 1), "user {i}");
+    }
+    assert_eq!(port_of(&table, b"absent@x.com"), None);
+    // Remove every third user, move every third + 1 to another port.
+    for i in 0..n {
+        match i % 3 {
+            0 => assert!(table.remove(&id(&uri(i)))),
+            1 => table.upsert(id(&uri(i)), relay_to(i as u16 + 20_000)),
+            _ => {}
+        }
+    }
+    assert_eq!(table.len(), n - n.div_ceil(3));
+    for i in 0..n {
+        let expected = match i % 3 {
+            0 => None,
+            1 => Some(i as u16 + 20_000),
+            _ => Some(i as u16 + 1),
+        };
+        assert_eq!(port_of(&table, &key(i)), expected, "user {i}");
+    }
+    let mut seen = 0;
+    table.for_each(|e| {
+        assert!(table.contains(e.key()));
+        seen += 1;
+    });
+    assert_eq!(seen, table.len());
+}
+
+/// A key longer than the inline limit is kept whole and compared whole.
+#[test]
+fn long_and_inline_keys() {
+    for len in [KEY_INLINE - 1, KEY_INLINE, KEY_INLINE + 1, 200] {
+        let user = "a".repeat(len - "@x.com".len());
+        let key = Key::new(format!("{user}@x.com").as_bytes());
+        assert_eq!(key.as_bytes(), format!("{user}@x.com").as_bytes());
+        assert_eq!(
+            matches!(key, Key::Inline { .. }),
+            len <= KEY_INLINE,
+            "{len}"
+        );
+    }
+    let table = PolicyTable::with_capacity(10);
+    let long = "b".repeat(KEY_INLINE * 2);
+    table.upsert(id(&format!("sip:{long}@x.com")), relay_to(7));
+    assert_eq!(port_of(&table, format!("{long}@x.com").as_bytes()), Some(7));
+    // Same prefix, one byte shorter: another user.
+    assert_eq!(
+        port_of(&table, format!("{}@x.com", &long[1..]).as_bytes()),
+        None
+    );
 }
