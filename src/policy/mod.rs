@@ -28,6 +28,7 @@
 pub mod domain;
 pub mod identity;
 pub mod set;
+pub mod short;
 pub mod table;
 pub mod user;
 
@@ -36,5 +37,6 @@ pub use identity::{
     ID_MAX, IdBuf, IdError, Identity, Normalized, domain_of, normalize, normalize_sip_parts,
 };
 pub use set::{BlockedSet, IdSet, PolicyError, SET_MAX_ENTRIES};
+pub use short::ShortBytes;
 pub use table::{PolicyTable, SHARDS_MAX, UserEntry};
 pub use user::{RelayTarget, UserPolicy, UserPolicyBuilder, Verdict};

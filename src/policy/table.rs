@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::identity::Identity;
+use super::short::ShortBytes;
 use super::user::UserPolicy;
 
 /// Most shards a table has (enough for 1,000,000 users at ~15 per shard).
@@ -38,35 +39,7 @@ const KEY_INLINE: usize = 54;
 
 /// A user's key: inside the entry when short, so that the lookup's comparison reads the entry
 /// the caller reads next anyway, not one more allocation.
-#[derive(Debug)]
-enum Key {
-    Inline { len: u8, bytes: [u8; KEY_INLINE] },
-    Heap(Box<[u8]>),
-}
-
-impl Key {
-    fn new(key: &[u8]) -> Key {
-        if key.len() <= KEY_INLINE {
-            let mut bytes = [0; KEY_INLINE];
-            bytes[..key.len()].copy_from_slice(key);
-            // Holds: len <= KEY_INLINE < 256.
-            Key::Inline {
-                len: key.len() as u8,
-                bytes,
-            }
-        } else {
-            Key::Heap(key.into())
-        }
-    }
-
-    #[inline]
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Key::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Key::Heap(b) => b,
-        }
-    }
-}
+type Key = ShortBytes<KEY_INLINE>;
 
 /// One user's published policy, keyed by the canonical identity of the AoR.
 #[derive(Debug)]

@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 use super::domain::{DomainRules, Exceptions};
 use super::identity::Normalized;
 use super::set::{BlockedSet, PolicyError};
+use super::short::ShortBytes;
+
+/// Longest relay URI kept inside the policy; typical contacts (`sip:user@host:port;params`) fit.
+pub const RELAY_URI_INLINE: usize = 96;
 
 /// Where an allowed MESSAGE goes (SPEC D10: the recipient's most recent, highest-q binding, or
 /// the outbound proxy).
@@ -13,8 +17,9 @@ use super::set::{BlockedSet, PolicyError};
 pub struct RelayTarget {
     pub addr: SocketAddr,
     pub tcp: bool,
-    /// The Request-URI to use when relaying: the binding's contact.
-    pub uri: Box<[u8]>,
+    /// The Request-URI to use when relaying: the binding's contact (inline when short: the
+    /// relay copies it right after the lookup, see [`ShortBytes`]).
+    pub uri: ShortBytes<RELAY_URI_INLINE>,
     /// The connection the binding was registered over (RFC 5626 §5.3 style reuse: a UE
     /// behind NAT can only be reached on its own connection), as the transport's opaque id.
     pub conn: Option<u64>,
