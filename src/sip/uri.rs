@@ -224,19 +224,30 @@ fn host_of_class(h: &[u8], class: u8) -> Result<Host, SyntaxError> {
 /// leading zero, each at most 255); `None` for anything else, which the caller then hands
 /// to the standard parser, so the verdict is always the standard one.
 fn canonical_v4(h: &[u8]) -> Option<Ipv4Addr> {
+    // One pass: `part` octets done, `value` and `digits` of the current one.
     let mut octets = [0u8; 4];
-    let mut parts = h.split(|&b| b == b'.');
-    for o in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
-            return None;
+    let (mut part, mut value, mut digits) = (0usize, 0u16, 0u8);
+    for &b in h {
+        match b {
+            b'0'..=b'9' => {
+                // No leading zero, at most three digits (so `value` stays below 1000).
+                if digits == 3 || (digits == 1 && value == 0) {
+                    return None;
+                }
+                value = value * 10 + u16::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && part < 3 => {
+                octets[part] = u8::try_from(value).ok()?;
+                (part, value, digits) = (part + 1, 0, 0);
+            }
+            _ => return None,
         }
-        let v = p.iter().fold(0u16, |a, &d| a * 10 + u16::from(d - b'0'));
-        *o = u8::try_from(v).ok()?;
     }
-    if parts.next().is_some() {
+    if part != 3 || digits == 0 {
         return None;
     }
+    octets[3] = u8::try_from(value).ok()?;
     Some(Ipv4Addr::from(octets))
 }
 
@@ -701,6 +712,17 @@ mod tests {
         assert_eq!(dotted_quad(b""), None);
         assert_eq!(parse_host(b"a_b-c.example"), Ok(Host::Name));
         assert_eq!(parse_host(b"a+b"), Err(SyntaxError::Host));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        /// On every string of digits and dots (and a stray other byte), the one-pass reader
+        /// answers exactly what the standard parser does.
+        #[test]
+        fn canonical_v4_is_std(s in "[0-9.]{0,17}|[0-9]{1,3}(\\.[0-9]{1,3}){3}|[0-9.x:]{1,12}") {
+            let std = s.parse::<Ipv4Addr>().ok();
+            proptest::prop_assert_eq!(canonical_v4(s.as_bytes()), std, "{}", s);
+        }
     }
 
     #[test]
