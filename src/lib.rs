@@ -14,6 +14,7 @@ pub mod config;
 pub mod fastpath;
 pub mod gate;
 pub mod glms;
+pub mod hint;
 pub mod metrics;
 pub mod policy;
 pub mod policyfile;

@@ -28,6 +28,13 @@ pub struct Scratch {
     via_params: Vec<u8>,
 }
 
+impl Scratch {
+    /// The recipient buffer, as scratch space for [`recipient_hint`].
+    pub fn recipient_buf(&mut self) -> &mut IdBuf {
+        &mut self.recipient
+    }
+}
+
 impl Default for Scratch {
     fn default() -> Self {
         Self {
@@ -99,6 +106,21 @@ fn recipient(view: &View<'_>, out: &mut IdBuf) -> bool {
         return true;
     }
     header_uri(view, HeaderName::To).is_some_and(|(raw, to)| identity_of(raw, &to, out))
+}
+
+/// The recipient as [`recipient`] finds it from the Request-URI, read off the raw bytes of a
+/// MESSAGE without scanning it: for [`crate::policy::PolicyTable::prefetch_slot`] ahead of the
+/// batch's lookups. `false` where `recipient` would look further (To) or the bytes are not a
+/// MESSAGE; a hint only, the real decision still scans and validates everything.
+pub fn recipient_hint(msg: &[u8], out: &mut IdBuf) -> bool {
+    let Some(rest) = msg.strip_prefix(b"MESSAGE ") else {
+        return false;
+    };
+    let Some(end) = memchr::memchr(b' ', rest) else {
+        return false;
+    };
+    let ruri = &rest[..end];
+    uri::parse(ruri).is_ok_and(|u| u.host_kind.ip().is_none() && identity_of(ruri, &u, out))
 }
 
 /// The sender (D7): the first P-Asserted-Identity from a trusted peer, else the From URI.
@@ -281,6 +303,52 @@ mod tests {
         );
         assert_eq!(first_of_list(b"<sip:a@x;p=1,2>"), b"<sip:a@x;p=1,2>");
         assert_eq!(first_of_list(b"sip:a@x"), b"sip:a@x");
+    }
+
+    /// The prefetch hint names the recipient `recipient` finds from the Request-URI, and no
+    /// one where `recipient` would look elsewhere or the bytes are not a MESSAGE.
+    #[test]
+    fn recipient_hint_agrees_with_recipient() {
+        use crate::sip::Parsed;
+        let request = |line: &str| {
+            format!(
+                "{line}\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKh\r\n\
+                 From: <sip:alice@example.com>;tag=1\r\nTo: <sip:Bob@Example.com>\r\n\
+                 Call-ID: h1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n\
+                 Content-Length: 0\r\n\r\n"
+            )
+            .into_bytes()
+        };
+        let hint = |msg: &[u8]| {
+            let mut id = IdBuf::new();
+            recipient_hint(msg, &mut id).then(|| id.as_bytes().to_vec())
+        };
+        let mut parsed = Parsed::new();
+        for (line, expect_hint) in [
+            ("MESSAGE sip:Bob@EXAMPLE.com SIP/2.0", true),
+            ("MESSAGE sip:%42ob@example.com:5060;user=ip SIP/2.0", true),
+            ("MESSAGE sips:carol@example.org;transport=tcp SIP/2.0", true),
+            ("MESSAGE tel:+1-555-0100 SIP/2.0", true),
+            // An address: `recipient` takes To, the hint gives up.
+            ("MESSAGE sip:bob@127.0.0.1:5099 SIP/2.0", false),
+            ("OPTIONS sip:bob@example.com SIP/2.0", false),
+        ] {
+            let msg = request(line);
+            assert!(parsed.scan_datagram(&msg).is_ok(), "{line}");
+            let view = parsed.view(&msg);
+            let mut real = IdBuf::new();
+            let found = recipient(&view, &mut real);
+            match hint(&msg) {
+                Some(h) => {
+                    assert!(expect_hint && found, "{line}");
+                    assert_eq!(h, real.as_bytes(), "{line}");
+                }
+                None => assert!(!expect_hint, "{line}"),
+            }
+        }
+        assert_eq!(hint(b"SIP/2.0 200 OK\r\n\r\n"), None);
+        assert_eq!(hint(b"MESSAGE sip:bob@example.com"), None);
+        assert_eq!(hint(b""), None);
     }
 
     proptest::proptest! {

@@ -213,6 +213,28 @@ impl PolicyTable {
         f(shard.find(hash, user_norm).map(|e| &e.policy))
     }
 
+    /// First step of a batched lookup: starts loading the slot `user_norm` hashes to and
+    /// returns the hash for [`prefetch_entry`](Self::prefetch_entry). A hint: changes nothing.
+    #[inline]
+    pub fn prefetch_slot(&self, user_norm: &[u8]) -> u64 {
+        let hash = self.hash(user_norm);
+        let shard = self.shards[self.shard_index(hash)].load();
+        crate::hint::prefetch(&shard.inline[hash as usize % INLINE_SLOTS]);
+        hash
+    }
+
+    /// Second step, once the slot has had time to arrive: starts loading the entry of the user
+    /// with this hash, if its slot is where the probe starts (the common case). A hint only.
+    #[inline]
+    pub fn prefetch_entry(&self, hash: u64) {
+        let shard = self.shards[self.shard_index(hash)].load();
+        if let Some(slot) = &shard.inline[hash as usize % INLINE_SLOTS]
+            && slot.hash == hash
+        {
+            crate::hint::prefetch_all(Arc::as_ptr(&slot.entry));
+        }
+    }
+
     /// The user's entry, kept alive beyond the snapshot (slow path, persistence).
     pub fn get(&self, user_norm: &[u8]) -> Option<Arc<UserEntry>> {
         let hash = self.hash(user_norm);

@@ -305,3 +305,17 @@ fn long_and_inline_keys() {
         None
     );
 }
+
+/// The prefetch steps probe with the lookup's own hash and change nothing.
+#[test]
+fn prefetch_uses_the_lookup_hash() {
+    let table = PolicyTable::with_capacity(10);
+    table.upsert(id("sip:bob@x.com"), relay_to(5));
+    let h = table.prefetch_slot(b"bob@x.com");
+    assert_eq!(h, table.hash(b"bob@x.com"));
+    table.prefetch_entry(h);
+    table.prefetch_entry(h ^ 1);
+    table.prefetch_entry(table.prefetch_slot(b"absent@x.com"));
+    assert_eq!(port_of(&table, b"bob@x.com"), Some(5));
+    assert_eq!(table.len(), 1);
+}

@@ -72,6 +72,9 @@ pub trait Handler: Send + 'static {
     fn on_bad_stream(&mut self, buf: &[u8], src: &Source, out: &mut Outbox);
     /// Called after each batch of events so the handler can flush per-batch work (optional).
     fn on_idle(&mut self, _out: &mut Outbox) {}
+    /// A batch of datagrams about to be handled one by one, in this order (optional): the
+    /// handler may start loading what it will need for them. Must not change what it does.
+    fn prefetch(&mut self, _batch: &mut dyn Iterator<Item = &[u8]>) {}
 }
 
 /// What the handler found at the start of a TCP stream buffer.

@@ -75,6 +75,11 @@ impl<H: Handler> Worker<H> {
             };
             let stats = self.stats.worker(usize::from(self.id));
             stats.add_udp_rx(n as u64);
+            if n > 1 {
+                let rx = &self.udp.rx;
+                self.handler
+                    .prefetch(&mut (0..n).filter_map(|i| rx.datagram(i).map(|(m, _)| m)));
+            }
             for i in 0..n {
                 let Some((msg, peer)) = self.udp.rx.datagram(i) else {
                     continue;
