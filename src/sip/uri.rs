@@ -274,6 +274,19 @@ pub fn parse_port(p: &[u8]) -> Result<u16, SyntaxError> {
         .ok_or(SyntaxError::Port)
 }
 
+/// The scheme a valid scheme name (`is_scheme`) stands for, in any case.
+fn scheme_of(raw: &[u8]) -> Scheme {
+    if raw.eq_ignore_ascii_case(b"sip") {
+        Scheme::Sip
+    } else if raw.eq_ignore_ascii_case(b"sips") {
+        Scheme::Sips
+    } else if raw.eq_ignore_ascii_case(b"tel") {
+        Scheme::Tel
+    } else {
+        Scheme::Other
+    }
+}
+
 /// `sip:` or `sips:` in any case: the scheme and where its colon is. The usual URIs are decided
 /// here without the general scheme scan (the general path gives the same answer for them).
 #[inline]
@@ -306,16 +319,7 @@ pub fn parse(s: &[u8]) -> Result<Uri<'_>, SyntaxError> {
             if !is_scheme(raw) {
                 return Err(SyntaxError::Uri);
             }
-            let scheme = if raw.eq_ignore_ascii_case(b"sip") {
-                Scheme::Sip
-            } else if raw.eq_ignore_ascii_case(b"sips") {
-                Scheme::Sips
-            } else if raw.eq_ignore_ascii_case(b"tel") {
-                Scheme::Tel
-            } else {
-                Scheme::Other
-            };
-            (scheme, colon)
+            (scheme_of(raw), colon)
         }
     };
     let scheme_raw = &s[..colon];
@@ -334,41 +338,47 @@ pub fn parse(s: &[u8]) -> Result<Uri<'_>, SyntaxError> {
     if rest.is_empty() || all & URI_BYTE == 0 {
         return Err(SyntaxError::Uri);
     }
-    let mut uri = Uri {
-        scheme,
-        scheme_raw,
-        user: None,
-        password: None,
-        host: b"",
-        host_kind: Host::Name,
-        port: None,
-        params: b"",
-        headers: None,
-        opaque: rest,
-    };
+    let mut uri = Uri::bare(scheme, scheme_raw, rest);
     match scheme {
-        Scheme::Other => Ok(uri),
-        Scheme::Tel => {
-            // RFC 3966: telephone-subscriber = number *( ";" par ).
-            let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
-            let number = &rest[..end];
-            let ok = !number.is_empty()
-                && number.iter().all(|&b| {
-                    b.is_ascii_alphanumeric()
-                        || matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#')
-                });
-            if !ok {
-                return Err(SyntaxError::Uri);
-            }
-            uri.user = Some(number);
-            uri.params = rest.get(end + 1..).unwrap_or(b"");
-            Ok(uri)
-        }
-        Scheme::Sip | Scheme::Sips => {
-            parse_sip(rest, at, any & PCT != 0, &mut uri)?;
-            Ok(uri)
+        Scheme::Other => {}
+        Scheme::Tel => parse_tel(rest, &mut uri)?,
+        Scheme::Sip | Scheme::Sips => parse_sip(rest, at, any & PCT != 0, &mut uri)?,
+    }
+    Ok(uri)
+}
+
+impl<'a> Uri<'a> {
+    /// A URI of this scheme with nothing parsed after it yet (`opaque` is all of `rest`).
+    fn bare(scheme: Scheme, scheme_raw: &'a [u8], rest: &'a [u8]) -> Uri<'a> {
+        Uri {
+            scheme,
+            scheme_raw,
+            user: None,
+            password: None,
+            host: b"",
+            host_kind: Host::Name,
+            port: None,
+            params: b"",
+            headers: None,
+            opaque: rest,
         }
     }
+}
+
+/// RFC 3966: telephone-subscriber = number *( ";" par ), after `tel:`.
+fn parse_tel<'a>(rest: &'a [u8], uri: &mut Uri<'a>) -> Result<(), SyntaxError> {
+    let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+    let number = &rest[..end];
+    let ok = !number.is_empty()
+        && number.iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#')
+        });
+    if !ok {
+        return Err(SyntaxError::Uri);
+    }
+    uri.user = Some(number);
+    uri.params = rest.get(end + 1..).unwrap_or(b"");
+    Ok(())
 }
 
 /// `rest` is everything after `sip:`, every byte already checked; `at` is its first `@`;
@@ -379,29 +389,7 @@ fn parse_sip<'a>(
     escapes: bool,
     uri: &mut Uri<'a>,
 ) -> Result<(), SyntaxError> {
-    // userinfo ends at the first '@': '@' is not allowed unescaped in user, password or
-    // header values, while ';' '?' ',' '/' are legal in the user part (RFC 4475 intmeth,
-    // semiuri), so the '@' must be found before any other delimiter is trusted.
-    let hostpart = match at {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            if escapes && !escapes_ok(userinfo) {
-                return Err(SyntaxError::Uri);
-            }
-            match userinfo.iter().position(|&b| b == b':') {
-                Some(c) => {
-                    uri.user = Some(&userinfo[..c]);
-                    uri.password = Some(&userinfo[c + 1..]);
-                }
-                None => uri.user = Some(userinfo),
-            }
-            if uri.user.is_some_and(<[u8]>::is_empty) {
-                return Err(SyntaxError::Uri);
-            }
-            &rest[at + 1..]
-        }
-        None => rest,
-    };
+    let hostpart = sip_userinfo(rest, at, escapes, uri)?;
     let host_end;
     if hostpart.first() == Some(&b'[') {
         host_end = memchr::memchr(b']', hostpart).ok_or(SyntaxError::Host)? + 1;
@@ -426,7 +414,44 @@ fn parse_sip<'a>(
         }
         uri.host_kind = host_of_class(uri.host, class)?;
     }
-    let mut tail = &hostpart[host_end..];
+    sip_tail(&hostpart[host_end..], escapes, uri)
+}
+
+/// The userinfo of a sip URI (`rest` after the scheme, `at` its first `@`): sets user and
+/// password and returns what follows the `@` (all of `rest` without one). `escapes`: whether
+/// `rest` holds a `%` at all, so whether escapes need checking.
+fn sip_userinfo<'a>(
+    rest: &'a [u8],
+    at: Option<usize>,
+    escapes: bool,
+    uri: &mut Uri<'a>,
+) -> Result<&'a [u8], SyntaxError> {
+    // userinfo ends at the first '@': '@' is not allowed unescaped in user, password or
+    // header values, while ';' '?' ',' '/' are legal in the user part (RFC 4475 intmeth,
+    // semiuri), so the '@' must be found before any other delimiter is trusted.
+    let Some(at) = at else {
+        return Ok(rest);
+    };
+    let userinfo = &rest[..at];
+    if escapes && !escapes_ok(userinfo) {
+        return Err(SyntaxError::Uri);
+    }
+    match userinfo.iter().position(|&b| b == b':') {
+        Some(c) => {
+            uri.user = Some(&userinfo[..c]);
+            uri.password = Some(&userinfo[c + 1..]);
+        }
+        None => uri.user = Some(userinfo),
+    }
+    if uri.user.is_some_and(<[u8]>::is_empty) {
+        return Err(SyntaxError::Uri);
+    }
+    Ok(&rest[at + 1..])
+}
+
+/// What follows a sip URI's host: `:port`, `;params`, `?headers`, in that order, and nothing
+/// else. `escapes` as for [`sip_userinfo`].
+fn sip_tail<'a>(mut tail: &'a [u8], escapes: bool, uri: &mut Uri<'a>) -> Result<(), SyntaxError> {
     if let Some(p) = tail.strip_prefix(b":") {
         let e = p
             .iter()
@@ -493,7 +518,9 @@ pub fn percent_decode<'b>(s: &[u8], out: &'b mut [u8]) -> Result<&'b [u8], Synta
 }
 
 /// The previous, multi-pass `parse`, kept as the reference the single-pass one is checked
-/// against (property test below).
+/// against (property test below). Only the parts the single-pass parser rewrote are kept here
+/// (scheme, byte check, `@`, host end and class); the pieces it left as they were (tel numbers,
+/// userinfo split, port/params/headers) are the live ones, called with every escape checked.
 #[cfg(test)]
 mod previous {
     use super::*;
@@ -516,76 +543,18 @@ mod previous {
         if rest.is_empty() || !rest.iter().all(|&b| is_uri_byte(b)) {
             return Err(SyntaxError::Uri);
         }
-        let scheme = if scheme_raw.eq_ignore_ascii_case(b"sip") {
-            Scheme::Sip
-        } else if scheme_raw.eq_ignore_ascii_case(b"sips") {
-            Scheme::Sips
-        } else if scheme_raw.eq_ignore_ascii_case(b"tel") {
-            Scheme::Tel
-        } else {
-            Scheme::Other
-        };
-        let mut uri = Uri {
-            scheme,
-            scheme_raw,
-            user: None,
-            password: None,
-            host: b"",
-            host_kind: Host::Name,
-            port: None,
-            params: b"",
-            headers: None,
-            opaque: rest,
-        };
+        let scheme = scheme_of(scheme_raw);
+        let mut uri = Uri::bare(scheme, scheme_raw, rest);
         match scheme {
-            Scheme::Other => Ok(uri),
-            Scheme::Tel => {
-                // RFC 3966: telephone-subscriber = number *( ";" par ).
-                let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
-                let number = &rest[..end];
-                let ok = !number.is_empty()
-                    && number.iter().all(|&b| {
-                        b.is_ascii_alphanumeric()
-                            || matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#')
-                    });
-                if !ok {
-                    return Err(SyntaxError::Uri);
-                }
-                uri.user = Some(number);
-                uri.params = rest.get(end + 1..).unwrap_or(b"");
-                Ok(uri)
-            }
-            Scheme::Sip | Scheme::Sips => {
-                old_parse_sip(rest, &mut uri)?;
-                Ok(uri)
-            }
+            Scheme::Other => {}
+            Scheme::Tel => parse_tel(rest, &mut uri)?,
+            Scheme::Sip | Scheme::Sips => old_parse_sip(rest, &mut uri)?,
         }
+        Ok(uri)
     }
 
     fn old_parse_sip<'a>(rest: &'a [u8], uri: &mut Uri<'a>) -> Result<(), SyntaxError> {
-        // userinfo ends at the first '@': '@' is not allowed unescaped in user, password or
-        // header values, while ';' '?' ',' '/' are legal in the user part (RFC 4475 intmeth,
-        // semiuri), so the '@' must be found before any other delimiter is trusted.
-        let hostpart = match memchr::memchr(b'@', rest) {
-            Some(at) => {
-                let userinfo = &rest[..at];
-                if !escapes_ok(userinfo) {
-                    return Err(SyntaxError::Uri);
-                }
-                match userinfo.iter().position(|&b| b == b':') {
-                    Some(c) => {
-                        uri.user = Some(&userinfo[..c]);
-                        uri.password = Some(&userinfo[c + 1..]);
-                    }
-                    None => uri.user = Some(userinfo),
-                }
-                if uri.user.is_some_and(<[u8]>::is_empty) {
-                    return Err(SyntaxError::Uri);
-                }
-                &rest[at + 1..]
-            }
-            None => rest,
-        };
+        let hostpart = sip_userinfo(rest, memchr::memchr(b'@', rest), true, uri)?;
         let host_end = if hostpart.first() == Some(&b'[') {
             memchr::memchr(b']', hostpart).ok_or(SyntaxError::Host)? + 1
         } else {
@@ -593,32 +562,7 @@ mod previous {
         };
         uri.host = &hostpart[..host_end];
         uri.host_kind = parse_host(uri.host)?;
-        let mut tail = &hostpart[host_end..];
-        if let Some(p) = tail.strip_prefix(b":") {
-            let e = p
-                .iter()
-                .position(|&b| matches!(b, b';' | b'?'))
-                .unwrap_or(p.len());
-            uri.port = Some(parse_port(&p[..e])?);
-            tail = &p[e..];
-        }
-        if let Some(p) = tail.strip_prefix(b";") {
-            let e = p.iter().position(|&b| b == b'?').unwrap_or(p.len());
-            uri.params = &p[..e];
-            if !escapes_ok(uri.params) {
-                return Err(SyntaxError::Uri);
-            }
-            tail = &p[e..];
-        }
-        if let Some(h) = tail.strip_prefix(b"?") {
-            uri.headers = Some(h);
-            tail = b"";
-        }
-        if tail.is_empty() {
-            Ok(())
-        } else {
-            Err(SyntaxError::Uri)
-        }
+        sip_tail(&hostpart[host_end..], true, uri)
     }
 }
 
