@@ -98,14 +98,16 @@ fn first_of_list(v: &[u8]) -> &[u8] {
 /// The recipient (SPEC §5, D8): the Request-URI when it names a user at a host name; the To
 /// URI when the Request-URI is an address (a load generator or a core may send `sip:bob@10.0.0.1`).
 fn recipient(view: &View<'_>, out: &mut IdBuf) -> bool {
-    let ruri = view.request_uri();
-    if let Ok(u) = uri::parse(ruri)
-        && (u.host_kind.ip().is_none() || u.user.is_none())
-        && identity_of(ruri, &u, out)
-    {
-        return true;
-    }
-    header_uri(view, HeaderName::To).is_some_and(|(raw, to)| identity_of(raw, &to, out))
+    ruri_recipient(view.request_uri(), out)
+        || header_uri(view, HeaderName::To).is_some_and(|(raw, to)| identity_of(raw, &to, out))
+}
+
+/// The recipient named by Request-URI `ruri`, when it names one: a user at a host name, or a
+/// host alone (not a user at an address, which is only where to send it).
+fn ruri_recipient(ruri: &[u8], out: &mut IdBuf) -> bool {
+    uri::parse(ruri).is_ok_and(|u| {
+        (u.host_kind.ip().is_none() || u.user.is_none()) && identity_of(ruri, &u, out)
+    })
 }
 
 /// The recipient as [`recipient`] finds it from the Request-URI, read off the raw bytes of a
@@ -119,8 +121,7 @@ pub fn recipient_hint(msg: &[u8], out: &mut IdBuf) -> bool {
     let Some(end) = memchr::memchr(b' ', rest) else {
         return false;
     };
-    let ruri = &rest[..end];
-    uri::parse(ruri).is_ok_and(|u| u.host_kind.ip().is_none() && identity_of(ruri, &u, out))
+    ruri_recipient(&rest[..end], out)
 }
 
 /// The sender (D7): the first P-Asserted-Identity from a trusted peer, else the From URI.
@@ -329,8 +330,10 @@ mod tests {
             ("MESSAGE sip:%42ob@example.com:5060;user=ip SIP/2.0", true),
             ("MESSAGE sips:carol@example.org;transport=tcp SIP/2.0", true),
             ("MESSAGE tel:+1-555-0100 SIP/2.0", true),
-            // An address: `recipient` takes To, the hint gives up.
+            // A user at an address: `recipient` takes To, the hint gives up.
             ("MESSAGE sip:bob@127.0.0.1:5099 SIP/2.0", false),
+            // An address alone names a host identity, as for `recipient`.
+            ("MESSAGE sip:127.0.0.1:5099 SIP/2.0", true),
             ("OPTIONS sip:bob@example.com SIP/2.0", false),
         ] {
             let msg = request(line);
