@@ -257,18 +257,22 @@ impl Handler for FastPath {
         self.handle(msg, src, out);
     }
 
-    /// Looks the batch's MESSAGE recipients up ahead of handling them, in two passes (their
-    /// slots, then the entries those slots point to), so that a large table's cache misses
-    /// overlap instead of stalling each MESSAGE in turn.
+    /// Looks the batch's MESSAGE recipients up ahead of handling them, in three passes (their
+    /// shard cells, the slots those cells point to, then the entries those slots point to), so
+    /// that a large table's cache misses overlap instead of stalling each MESSAGE in turn. Each
+    /// pass only starts loads; by the next pass they have had the whole batch's time to land.
     fn prefetch(&mut self, batch: &mut dyn Iterator<Item = &[u8]>) {
         let mut hashes = [0u64; PREFETCH_MAX];
         let mut n = 0;
         let policy = &self.shared.policy;
         for msg in batch.take(PREFETCH_MAX) {
             if message::recipient_hint(msg, self.ids.recipient_buf()) {
-                hashes[n] = policy.prefetch_slot(self.ids.recipient_buf().as_bytes());
+                hashes[n] = policy.prefetch_cell(self.ids.recipient_buf().as_bytes());
                 n += 1;
             }
+        }
+        for &hash in &hashes[..n] {
+            policy.prefetch_slot(hash);
         }
         for &hash in &hashes[..n] {
             policy.prefetch_entry(hash);

@@ -147,11 +147,50 @@ impl Shard {
     }
 }
 
+/// One shard's place in the table: its snapshot, and where that snapshot lives.
+///
+/// `at` is a hint for [`PolicyTable::prefetch_slot`]: the address of the current snapshot, read
+/// without the snapshot's protection. Reading it is a plain load (no fence), so a batch's hint
+/// loads overlap one another, where `ArcSwap::load`'s locked exchange would make each wait for
+/// the one before. It may be stale for a moment after a store; a stale address only prefetches
+/// the wrong line. Side by side with the snapshot pointer, so that the hint's load also brings
+/// in the line the lookup's `load()` reads next.
+struct ShardCell {
+    snap: ArcSwap<Shard>,
+    at: AtomicUsize,
+}
+
+impl ShardCell {
+    fn new(shard: Arc<Shard>) -> ShardCell {
+        let at = AtomicUsize::new(address(&shard));
+        ShardCell {
+            snap: ArcSwap::new(shard),
+            at,
+        }
+    }
+
+    #[inline]
+    fn load(&self) -> arc_swap::Guard<Arc<Shard>> {
+        self.snap.load()
+    }
+
+    fn store(&self, shard: Arc<Shard>) {
+        let at = address(&shard);
+        self.snap.store(shard);
+        self.at.store(at, Ordering::Relaxed);
+    }
+}
+
+/// Where a snapshot lives, as a number: only ever turned back into a prefetch address.
+fn address(shard: &Arc<Shard>) -> usize {
+    Arc::as_ptr(shard) as usize
+}
+
 /// The table of all users' policies. See the module documentation.
 pub struct PolicyTable {
     /// Fixed per table, random at construction (HashDoS resistance).
     state: RandomState,
-    shards: Box<[ArcSwap<Shard>]>,
+    shards: Box<[ShardCell]>,
     shard_mask: usize,
     writers: Box<[Mutex<()>]>,
     len: AtomicUsize,
@@ -187,7 +226,7 @@ impl PolicyTable {
         let empty = Arc::new(Shard::default());
         PolicyTable {
             state: RandomState::default(),
-            shards: (0..count).map(|_| ArcSwap::new(empty.clone())).collect(),
+            shards: (0..count).map(|_| ShardCell::new(empty.clone())).collect(),
             shard_mask: count - 1,
             writers: (0..WRITER_STRIPES).map(|_| Mutex::new(())).collect(),
             len: AtomicUsize::new(0),
@@ -213,17 +252,29 @@ impl PolicyTable {
         f(shard.find(hash, user_norm).map(|e| &e.policy))
     }
 
-    /// First step of a batched lookup: starts loading the slot `user_norm` hashes to and
-    /// returns the hash for [`prefetch_entry`](Self::prefetch_entry). A hint: changes nothing.
+    /// First step of a batched lookup: starts loading the shard's cell `user_norm` hashes to
+    /// and returns the hash for the next steps. A hint: changes nothing, reads no shared memory.
     #[inline]
-    pub fn prefetch_slot(&self, user_norm: &[u8]) -> u64 {
+    pub fn prefetch_cell(&self, user_norm: &[u8]) -> u64 {
         let hash = self.hash(user_norm);
-        let shard = self.shards[self.shard_index(hash)].load();
-        crate::hint::prefetch(&shard.inline[hash as usize % INLINE_SLOTS]);
+        crate::hint::prefetch(&self.shards[self.shard_index(hash)]);
         hash
     }
 
-    /// Second step, once the slot has had time to arrive: starts loading the entry of the user
+    /// Second step, once the cell has had time to arrive: starts loading the slot where the
+    /// probe for this hash starts. Takes no snapshot (see [`ShardCell`]), so a batch's calls
+    /// overlap.
+    #[inline]
+    pub fn prefetch_slot(&self, hash: u64) {
+        let at = self.shards[self.shard_index(hash)]
+            .at
+            .load(Ordering::Relaxed);
+        let slot = std::mem::offset_of!(Shard, inline)
+            + (hash as usize % INLINE_SLOTS) * std::mem::size_of::<Option<Slot>>();
+        crate::hint::prefetch(std::ptr::without_provenance::<u8>(at.wrapping_add(slot)));
+    }
+
+    /// Third step, once the slot has had time to arrive: starts loading the entry of the user
     /// with this hash, if its slot is where the probe starts (the common case). A hint only.
     #[inline]
     pub fn prefetch_entry(&self, hash: u64) {
@@ -274,7 +325,7 @@ impl PolicyTable {
         let hash = self.hash(key);
         let index = self.shard_index(hash);
         let _writer = self.lock_writer(index);
-        let current = self.shards[index].load_full();
+        let current = self.shards[index].snap.load_full();
         let existing = current.find(hash, key);
         let next = f(existing.map(|e| &e.policy));
         if existing.is_none() && next.is_none() {
@@ -368,7 +419,7 @@ impl PolicyTable {
                 }
             }
             total += group.len();
-            table.shards[index] = ArcSwap::new(Arc::new(Shard::build(group.drain(..))));
+            table.shards[index] = ShardCell::new(Arc::new(Shard::build(group.drain(..))));
         }
         table.len = AtomicUsize::new(total);
         table

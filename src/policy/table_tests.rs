@@ -250,7 +250,7 @@ fn shards_past_their_inline_slots() {
         table.upsert(id(&uri(i)), relay_to(i as u16 + 1));
     }
     assert_eq!(table.len(), n);
-    let shards: Vec<_> = table.shards.iter().map(|s| s.load_full()).collect();
+    let shards: Vec<_> = table.shards.iter().map(|s| s.snap.load_full()).collect();
     assert!(shards.iter().all(|s| !s.overflow.is_empty()));
     assert_eq!(shards.iter().map(|s| s.len()).sum::<usize>(), n);
     for i in 0..n {
@@ -311,11 +311,38 @@ fn long_and_inline_keys() {
 fn prefetch_uses_the_lookup_hash() {
     let table = PolicyTable::with_capacity(10);
     table.upsert(id("sip:bob@x.com"), relay_to(5));
-    let h = table.prefetch_slot(b"bob@x.com");
+    let h = table.prefetch_cell(b"bob@x.com");
     assert_eq!(h, table.hash(b"bob@x.com"));
-    table.prefetch_entry(h);
-    table.prefetch_entry(h ^ 1);
-    table.prefetch_entry(table.prefetch_slot(b"absent@x.com"));
+    for hash in [h, h ^ 1, table.prefetch_cell(b"absent@x.com")] {
+        table.prefetch_slot(hash);
+        table.prefetch_entry(hash);
+    }
     assert_eq!(port_of(&table, b"bob@x.com"), Some(5));
     assert_eq!(table.len(), 1);
+}
+
+/// Each cell's address hint follows its snapshot through every kind of store, so the batch
+/// prefetch loads the live shard (a stale hint would be harmless but useless).
+#[test]
+fn cell_hint_follows_the_snapshot() {
+    let check = |table: &PolicyTable| {
+        for cell in table.shards.iter() {
+            assert_eq!(
+                cell.at.load(Ordering::Relaxed),
+                address(&cell.snap.load_full())
+            );
+        }
+    };
+    let table = PolicyTable::with_capacity(10);
+    check(&table);
+    table.upsert(id("sip:bob@x.com"), relay_to(5));
+    table.upsert(id("sip:bob@x.com"), relay_to(6));
+    table.upsert(id("sip:carol@x.com"), relay_to(7));
+    check(&table);
+    assert!(table.remove(&id("sip:bob@x.com")));
+    check(&table);
+    let built = PolicyTable::from_entries(
+        (0..500).map(|i| (id(&format!("sip:u{i}@x.com")), relay_to(i as u16 + 1))),
+    );
+    check(&built);
 }
