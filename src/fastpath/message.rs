@@ -97,17 +97,16 @@ fn first_of_list(v: &[u8]) -> &[u8] {
 
 /// The recipient (SPEC §5, D8): the Request-URI when it names a user at a host name; the To
 /// URI when the Request-URI is an address (a load generator or a core may send `sip:bob@10.0.0.1`).
-fn recipient(view: &View<'_>, out: &mut IdBuf) -> bool {
-    ruri_recipient(view.request_uri(), out)
+/// `ruri` is the Request-URI as validation parsed it.
+fn recipient(view: &View<'_>, ruri: &Uri<'_>, out: &mut IdBuf) -> bool {
+    ruri_recipient(view.request_uri(), ruri, out)
         || header_uri(view, HeaderName::To).is_some_and(|(raw, to)| identity_of(raw, &to, out))
 }
 
-/// The recipient named by Request-URI `ruri`, when it names one: a user at a host name, or a
-/// host alone (not a user at an address, which is only where to send it).
-fn ruri_recipient(ruri: &[u8], out: &mut IdBuf) -> bool {
-    uri::parse(ruri).is_ok_and(|u| {
-        (u.host_kind.ip().is_none() || u.user.is_none()) && identity_of(ruri, &u, out)
-    })
+/// The recipient named by Request-URI `raw`, which parsed as `u`, when it names one: a user at
+/// a host name, or a host alone (not a user at an address, which is only where to send it).
+fn ruri_recipient(raw: &[u8], u: &Uri<'_>, out: &mut IdBuf) -> bool {
+    (u.host_kind.ip().is_none() || u.user.is_none()) && identity_of(raw, u, out)
 }
 
 /// The recipient as [`recipient`] finds it from the Request-URI, read off the raw bytes of a
@@ -121,7 +120,8 @@ pub fn recipient_hint(msg: &[u8], out: &mut IdBuf) -> bool {
     let Some(end) = memchr::memchr(b' ', rest) else {
         return false;
     };
-    ruri_recipient(&rest[..end], out)
+    let raw = &rest[..end];
+    uri::parse(raw).is_ok_and(|u| ruri_recipient(raw, &u, out))
 }
 
 /// The sender (D7): the first P-Asserted-Identity from a trusted peer, else the From URI.
@@ -140,11 +140,12 @@ pub fn on_message(
     worker: usize,
     ids: &mut Scratch,
     view: &View<'_>,
+    ruri: &Uri<'_>,
     src: &Source,
     out: &mut Outbox,
 ) {
     let counters = shared.metrics.block(worker);
-    if !recipient(view, &mut ids.recipient) {
+    if !recipient(view, ruri, &mut ids.recipient) {
         reply::send(
             shared,
             worker,
@@ -315,8 +316,9 @@ mod tests {
             format!(
                 "{line}\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKh\r\n\
                  From: <sip:alice@example.com>;tag=1\r\nTo: <sip:Bob@Example.com>\r\n\
-                 Call-ID: h1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n\
-                 Content-Length: 0\r\n\r\n"
+                 Call-ID: h1\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n\
+                 Content-Length: 0\r\n\r\n",
+                method = line.split(' ').next().unwrap_or_default()
             )
             .into_bytes()
         };
@@ -339,8 +341,11 @@ mod tests {
             let msg = request(line);
             assert!(parsed.scan_datagram(&msg).is_ok(), "{line}");
             let view = parsed.view(&msg);
+            // The Request-URI as the fast path has it: from validation.
+            let ruri = crate::sip::validate::check_request_uri(&view, &Default::default())
+                .unwrap_or_else(|r| panic!("{line}: {r:?}"));
             let mut real = IdBuf::new();
-            let found = recipient(&view, &mut real);
+            let found = recipient(&view, &ruri, &mut real);
             match hint(&msg) {
                 Some(h) => {
                     assert!(expect_hint && found, "{line}");

@@ -111,14 +111,23 @@ impl FastPath {
             );
             return;
         }
-        if let Err(rej) = validate::check_request(&view, &self.shared.limits) {
-            reply::reject(&self.shared, self.worker, &view, src, &rej, out);
-            return;
-        }
-        match view.method() {
-            Method::Message => {
-                message::on_message(&self.shared, self.worker, &mut self.ids, &view, src, out)
+        let ruri = match validate::check_request_uri(&view, &self.shared.limits) {
+            Ok(ruri) => ruri,
+            Err(rej) => {
+                reply::reject(&self.shared, self.worker, &view, src, &rej, out);
+                return;
             }
+        };
+        match view.method() {
+            Method::Message => message::on_message(
+                &self.shared,
+                self.worker,
+                &mut self.ids,
+                &view,
+                &ruri,
+                src,
+                out,
+            ),
             Method::Options => reply::options(&self.shared, self.worker, &view, src, out),
             // RFC 3261 §17.2.1: an ACK for a non-2xx final response is absorbed; we keep no
             // INVITE transactions, so every ACK ends here.

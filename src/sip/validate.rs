@@ -10,7 +10,7 @@ use super::hdr::HeaderName;
 use super::lex::{CommaIter, is_token, trim};
 use super::nameaddr;
 use super::scan::{Span, View};
-use super::uri::{self, Scheme};
+use super::uri::{self, Scheme, Uri};
 use super::values;
 use super::via;
 use super::{Method, Transport};
@@ -127,7 +127,7 @@ fn media_eq(a: &[u8], b: &str) -> bool {
 
 /// What the syntax pass learned that the later checks need again (each parsed once).
 struct Syntax<'a> {
-    ruri_scheme: Scheme,
+    ruri: Uri<'a>,
     cseq: Option<values::CSeq<'a>>,
     from_scheme: Option<Scheme>,
     to_scheme: Option<Scheme>,
@@ -202,7 +202,7 @@ fn check_syntax<'a>(v: &View<'a>) -> Result<Syntax<'a>, Reject> {
         }
     }
     Ok(Syntax {
-        ruri_scheme: ruri.scheme,
+        ruri,
         cseq,
         from_scheme: schemes[0],
         to_scheme: schemes[1],
@@ -230,6 +230,12 @@ fn bracketed_contact(e: &[u8]) -> bool {
 }
 
 pub fn check_request(v: &View<'_>, limits: &Limits) -> Result<(), Reject> {
+    check_request_uri(v, limits).map(|_| ())
+}
+
+/// [`check_request`], returning the Request-URI it parsed on the way, for a caller that needs
+/// it next (the MESSAGE recipient) and should not parse it again.
+pub fn check_request_uri<'a>(v: &View<'a>, limits: &Limits) -> Result<Uri<'a>, Reject> {
     use HeaderName::*;
     if !v.is_request() {
         return Err(Reject::new(400, "Bad Request - Not a Request"));
@@ -295,7 +301,7 @@ pub fn check_request(v: &View<'_>, limits: &Limits) -> Result<(), Reject> {
     // §8.2.2.1: unsupported Request-URI scheme -> 416 (RFC 4475 unkscm, novelsc). From and To
     // name the sender and recipient, which this server needs as sip/sips/tel identities (D7,
     // D8; RFC 4475 unksm2).
-    if syntax.ruri_scheme == Scheme::Other {
+    if syntax.ruri.scheme == Scheme::Other {
         return Err(Reject::new(416, "Unsupported URI Scheme"));
     }
     for (s, reason) in [
@@ -345,7 +351,7 @@ pub fn check_request(v: &View<'_>, limits: &Limits) -> Result<(), Reject> {
             }
         }
     }
-    Ok(())
+    Ok(syntax.ruri)
 }
 
 /// Checks a scanned response before it is relayed; a failure means "drop and count" (a
