@@ -28,6 +28,23 @@ const fn token_table() -> [bool; 256] {
 
 static TOKEN: [bool; 256] = token_table();
 
+const fn value_table() -> [bool; 256] {
+    let mut t = token_table();
+    t[b':' as usize] = true;
+    t[b'[' as usize] = true;
+    t[b']' as usize] = true;
+    t
+}
+
+static VALUE: [bool; 256] = value_table();
+
+/// Characters of an unquoted generic parameter value (RFC 3261 §25.1 gen-value = token / host
+/// / quoted-string; host adds ':' '[' ']' for IPv6), by table lookup.
+#[inline]
+pub fn is_value_char(b: u8) -> bool {
+    VALUE[usize::from(b)]
+}
+
 /// `token` characters (RFC 3261 §25.1), by table lookup (the scanner's hot loop).
 #[inline]
 pub fn is_token_char(b: u8) -> bool {
@@ -237,6 +254,16 @@ mod tests {
         assert_eq!(quoted_end(b"\"ab\\\"c\" x", 0), Ok(7));
         assert_eq!(quoted_end(b"\"abc", 0), Err(SyntaxError::Quote));
         assert_eq!(quoted_end(b"\"ab\\", 0), Err(SyntaxError::Quote));
+    }
+
+    /// The tables are the RFC 3261 §25.1 sets, byte for byte.
+    #[test]
+    fn character_tables() {
+        for b in 0..=255u8 {
+            let token = b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b);
+            assert_eq!(is_token_char(b), token, "{b:#04x}");
+            assert_eq!(is_value_char(b), token || b":[]".contains(&b), "{b:#04x}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::error::SyntaxError;
-use super::lex::{digits_u64, is_token_char, quoted_end, skip_ws, token_end, unquote};
+use super::lex::{digits_u64, is_value_char, quoted_end, skip_ws, token_end, unquote};
 
 /// One parameter: name and raw value (a quoted value keeps its quotes; see [`Param::text`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,12 +34,6 @@ pub enum RPort {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Params<'a> {
     s: &'a [u8],
-}
-
-#[inline]
-fn is_value_char(b: u8) -> bool {
-    // gen-value = token / host / quoted-string; host adds ':' '[' ']' for IPv6.
-    is_token_char(b) || matches!(b, b':' | b'[' | b']')
 }
 
 /// Reads one `; name [= value]` starting at `*i` (which may point at whitespace). Returns

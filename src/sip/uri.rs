@@ -199,6 +199,23 @@ pub fn parse_host(h: &[u8]) -> Result<Host, SyntaxError> {
     host_of_class(h, class)
 }
 
+/// The host name or IPv4 literal at the start of `s` (alphanumerics, `-`, `_`, `.`), for a
+/// caller that finds where a host ends by its bytes (a Via's sent-by): its length and kind, in
+/// one pass, with [`parse_host`]'s verdict on those bytes.
+pub(crate) fn host_name_prefix(s: &[u8]) -> (usize, Result<Host, SyntaxError>) {
+    let mut class = DIGIT_DOT | NAME_BYTE;
+    let mut len = 0;
+    for &b in s {
+        let c = BYTE_CLASS[usize::from(b)];
+        if c & NAME_BYTE == 0 {
+            break;
+        }
+        class &= c;
+        len += 1;
+    }
+    (len, host_of_class(&s[..len], class))
+}
+
 /// [`parse_host`] for a non-empty host that is not an IPv6 reference, given the AND of its
 /// bytes' classes.
 fn host_of_class(h: &[u8], class: u8) -> Result<Host, SyntaxError> {

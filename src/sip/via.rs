@@ -8,7 +8,7 @@ use super::hdr::HeaderName;
 use super::lex::{CommaIter, is_ws, skip_ws, token_end, trim};
 use super::params::{self, Param, Params, RPort};
 use super::scan::{Memo, Span, View};
-use super::uri::{Host, parse_host, parse_port};
+use super::uri::{Host, host_name_prefix, parse_host, parse_port};
 
 /// RFC 3261 §8.1.1.7: branches of RFC 3261 elements start with this cookie.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -141,17 +141,14 @@ pub fn parse_hop(elem: &[u8]) -> Result<(Via<'_>, HopParams<'_>), SyntaxError> {
         return Err(SyntaxError::Protocol);
     }
     let h0 = skip_ws(s, i);
-    let h1 = if s.get(h0) == Some(&b'[') {
-        memchr::memchr(b']', &s[h0..]).ok_or(SyntaxError::Host)? + h0 + 1
+    let (h1, host_kind) = if s.get(h0) == Some(&b'[') {
+        let h1 = memchr::memchr(b']', &s[h0..]).ok_or(SyntaxError::Host)? + h0 + 1;
+        (h1, parse_host(&s[h0..h1])?)
     } else {
-        let mut e = h0;
-        while e < s.len() && (s[e].is_ascii_alphanumeric() || matches!(s[e], b'.' | b'-' | b'_')) {
-            e += 1;
-        }
-        e
+        let (len, kind) = host_name_prefix(&s[h0..]);
+        (h0 + len, kind?)
     };
     let host = &s[h0..h1];
-    let host_kind = parse_host(host)?;
     let mut i = h1;
     let mut port = None;
     let j = skip_ws(s, i);
@@ -372,6 +369,33 @@ mod tests {
         assert_eq!(v.rport(), RPort::Empty);
         assert_eq!(v.received(), Some(&b"10.0.0.1"[..]));
         assert_eq!(v.params_off, 26);
+    }
+
+    /// The sent-by host is judged exactly as `parse_host` judges the same bytes.
+    #[test]
+    fn sent_by_host_is_parse_host() {
+        for h in [
+            "1.2.3.4",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1..2.3",
+            "a_b.example.com",
+            "EXAMPLE.com.",
+            "-x",
+            "123",
+            "[::1]",
+            "[2001:db8::7]",
+            "[zz]",
+        ] {
+            let via = format!("SIP/2.0/UDP {h}:5060;branch=z9hG4bKx");
+            let got = parse_hop(via.as_bytes()).map(|(v, _)| (v.host, v.host_kind, v.port));
+            let want = parse_host(h.as_bytes()).map(|k| (h.as_bytes(), k, Some(5060)));
+            assert_eq!(got, want, "{h}");
+        }
+        assert_eq!(parse(b"SIP/2.0/UDP ;branch=x"), Err(SyntaxError::Host));
+        assert_eq!(parse(b"SIP/2.0/UDP a@b;branch=x"), Err(SyntaxError::Param));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::net::{IpAddr, SocketAddr};
 use super::Transport;
 use super::error::SyntaxError;
 use super::hdr::HeaderName;
-use super::lex::is_ws;
 use super::nameaddr;
 use super::params::{Params, RPort};
 use super::scan::{Span, View};
@@ -150,15 +149,41 @@ fn put_top_via(
         return;
     }
     out.extend_from_slice(v.raw.get(..v.params_off).unwrap_or(v.raw));
-    let params = v.params.as_bytes();
-    if !t.has_received && !rport_bare && !params.iter().any(|&b| is_ws(b)) {
-        // Nothing to drop and no LWS to squeeze: the list is already what the loop writes.
-        out.extend_from_slice(params);
+    put_params_without(out, v.params, t.has_received, rport_bare);
+    out.extend_from_slice(b";received=");
+    put_ip(out, src_ip);
+    if rport_bare {
+        out.extend_from_slice(b";rport=");
+        put_u64(out, u64::from(src.port()));
+    }
+}
+
+/// Writes the parameter list `params` without its `received` parameters (when `has_received`)
+/// and its `rport` parameters (when `drop_rport`), squeezing out any LWS.
+fn put_params_without(out: &mut Vec<u8>, params: Params<'_>, has_received: bool, drop_rport: bool) {
+    let raw = params.as_bytes();
+    let plain = memchr::memchr3(b' ', b'\t', b'"', raw).is_none()
+        && memchr::memchr2(b'\r', b'\n', raw).is_none();
+    if plain && !has_received && !drop_rport {
+        // Nothing to drop and no LWS to squeeze: the list is already what the loops write.
+        out.extend_from_slice(raw);
+    } else if plain {
+        // No LWS and no quoted value: the list was validated, so every `;` starts a parameter
+        // written as `name[=value]`, and the parameters are the segments between them.
+        let mut rest = raw;
+        while !rest.is_empty() {
+            let end = memchr::memchr(b';', &rest[1..]).map_or(rest.len(), |e| e + 1);
+            let (seg, next) = rest.split_at(end);
+            rest = next;
+            let body = &seg[1..];
+            let name = body.split(|&b| b == b'=').next().unwrap_or(body);
+            if !body.is_empty() && !dropped(name, drop_rport) {
+                out.extend_from_slice(seg);
+            }
+        }
     } else {
-        for p in v.params.iter() {
-            if p.name.eq_ignore_ascii_case(b"received")
-                || (rport_bare && p.name.eq_ignore_ascii_case(b"rport"))
-            {
+        for p in params.iter() {
+            if dropped(p.name, drop_rport) {
                 continue;
             }
             out.push(b';');
@@ -169,12 +194,11 @@ fn put_top_via(
             }
         }
     }
-    out.extend_from_slice(b";received=");
-    put_ip(out, src_ip);
-    if rport_bare {
-        out.extend_from_slice(b";rport=");
-        put_u64(out, u64::from(src.port()));
-    }
+}
+
+/// A top Via parameter we replace: `received` always, `rport` when we fill it in.
+fn dropped(name: &[u8], drop_rport: bool) -> bool {
+    name.eq_ignore_ascii_case(b"received") || (drop_rport && name.eq_ignore_ascii_case(b"rport"))
 }
 
 /// Writes every Via line, top value rewritten, the rest verbatim (values only, canonical name).
@@ -564,6 +588,52 @@ Content-Length: 0\r\n\r\n"
         let a1 = a;
         derive_to_tag(&p.view(REQ), 2, &mut b);
         assert_ne!(a1, b);
+    }
+
+    /// The plain-list shortcut writes what the parameter walk writes.
+    #[test]
+    fn params_without_matches_the_walk() {
+        let walk = |raw: &[u8], drop_rport: bool| {
+            let mut out = Vec::new();
+            for p in crate::sip::params::parse(raw).unwrap().0.iter() {
+                if !dropped(p.name, drop_rport) {
+                    out.push(b';');
+                    out.extend_from_slice(p.name);
+                    if let Some(v) = p.value {
+                        out.push(b'=');
+                        out.extend_from_slice(v);
+                    }
+                }
+            }
+            out
+        };
+        for raw in [
+            &b";branch=z9hG4bK1;rport"[..],
+            b";rport;branch=z9hG4bK1",
+            b";RPort;branch=z9hG4bK1;rport=7;received=1.2.3.4;x",
+            b";branch=z9hG4bK1;Received;rport",
+            b";branch=z9hG4bK1;maddr=[::1];ttl=1",
+            b";branch=z9hG4bK1 ;rport",
+            b";branch=z9hG4bK1\r;rport",
+            b";branch=z9hG4bK1\r\n\t;rport",
+            b";branch=\"a;rport\";rport",
+            b"",
+        ] {
+            let params = crate::sip::params::parse(raw).unwrap().0;
+            for (has_received, drop_rport) in
+                [(false, false), (false, true), (true, false), (true, true)]
+            {
+                let mut out = Vec::new();
+                put_params_without(&mut out, params, has_received, drop_rport);
+                let want = walk(raw, drop_rport);
+                let label = String::from_utf8_lossy(raw);
+                if !has_received && !drop_rport && !raw.iter().any(|&b| crate::sip::lex::is_ws(b)) {
+                    assert_eq!(out, raw, "{label}");
+                } else {
+                    assert_eq!(out, want, "{label} {has_received} {drop_rport}");
+                }
+            }
+        }
     }
 
     #[test]
