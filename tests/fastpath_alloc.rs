@@ -11,7 +11,7 @@ use imserver::fastpath::{FastPath, Shared};
 use imserver::metrics::Metrics;
 use imserver::policy::{Identity, PolicyTable, RelayTarget, UserPolicy};
 use imserver::sip::validate::Limits;
-use imserver::transport::{Dest, Outbox, Source, Transport};
+use imserver::transport::{Dest, Handler, Outbox, Source, Transport};
 
 mod alloc_count;
 use alloc_count::count_allocations;
@@ -125,4 +125,51 @@ fn relayed_message_allocates_nothing() {
         assert_eq!(dest, Dest::Udp("127.0.0.1:5099".parse().unwrap()));
     });
     assert_eq!(n, 0, "allocations while relaying {MESSAGES} MESSAGEs");
+}
+
+/// The UDP worker's way: each receive batch is prefetched (recipients worked out and
+/// remembered), then handled one datagram at a time. Nothing allocates once warm either.
+#[test]
+fn prefetched_batches_allocate_nothing() {
+    let (mut fp, _rx) = fast_path();
+    let mut out = Outbox::new();
+    let src = Source {
+        addr: "127.0.0.1:5070".parse().unwrap(),
+        local: "127.0.0.1:5060".parse().unwrap(),
+        transport: Transport::Udp,
+        conn: None,
+    };
+    let batch: Vec<Vec<u8>> = (0..32)
+        .map(|i| {
+            let from = if i % 4 == 0 {
+                "sip:tom@example.com"
+            } else {
+                "sip:alice@example.com"
+            };
+            message(from, &format!("batch-{i}"))
+        })
+        .collect();
+    let round = |fp: &mut FastPath, out: &mut Outbox| {
+        fp.prefetch(&mut batch.iter().map(Vec::as_slice));
+        for (i, m) in batch.iter().enumerate() {
+            fp.on_message(m, &src, out);
+            let (_, bytes) = out.messages().next().expect("one packet per MESSAGE");
+            let want: &[u8] = if i % 4 == 0 {
+                b"SIP/2.0 603 Decline\r\n"
+            } else {
+                b"MESSAGE sip:bob@127.0.0.1:5099 SIP/2.0\r\n"
+            };
+            assert!(bytes.starts_with(want), "message {i}");
+            out.clear();
+        }
+    };
+    for _ in 0..3 {
+        round(&mut fp, &mut out);
+    }
+    let n = count_allocations(|| {
+        for _ in 0..MESSAGES / 32 {
+            round(&mut fp, &mut out);
+        }
+    });
+    assert_eq!(n, 0, "allocations while handling prefetched batches");
 }

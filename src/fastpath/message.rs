@@ -5,7 +5,7 @@
 use super::{Shared, reply};
 use crate::gate::{Kind, Outcome};
 use crate::metrics::Decision;
-use crate::policy::{IdBuf, Verdict, normalize, normalize_sip_parts};
+use crate::policy::{IdBuf, PolicyTable, Verdict, normalize, normalize_sip_parts};
 use crate::sip::uri::{self, Scheme, Uri};
 use crate::sip::{HeaderName, View, nameaddr, write};
 use crate::transport::{ConnRef, Dest, Outbox, Source, Transport};
@@ -21,6 +21,8 @@ const STRIP_UNTRUSTED: &[HeaderName] = &[
 /// challenge values, whose capacity is reused (no allocation per message).
 pub struct Scratch {
     recipient: IdBuf,
+    /// The recipients the receive batch's prefetch worked out.
+    hints: BatchHints,
     sender: IdBuf,
     challenge_sha256: Vec<u8>,
     challenge_md5: Vec<u8>,
@@ -29,9 +31,82 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// The recipient buffer, as scratch space for [`recipient_hint`].
-    pub fn recipient_buf(&mut self) -> &mut IdBuf {
-        &mut self.recipient
+    /// Forgets the previous receive batch's recipients.
+    pub fn clear_hints(&mut self) {
+        self.hints.clear();
+    }
+
+    /// Works out the recipient of `msg` ahead of handling it, as [`recipient_hint`] does,
+    /// remembers it for [`on_message`], and returns its hash in `policy` (whose cell the call
+    /// starts loading). `None` when the hint does not apply.
+    pub fn hint_recipient(&mut self, msg: &[u8], policy: &PolicyTable) -> Option<u64> {
+        let raw = recipient_hint(msg, &mut self.recipient)?;
+        let id = self.recipient.as_bytes();
+        let hash = policy.prefetch_cell(id);
+        self.hints.push(raw, id, hash);
+        Some(hash)
+    }
+}
+
+/// Recipients worked out ahead of handling (by the receive batch's prefetch), keyed by the
+/// Request-URI bytes they were derived from: the recipient is a function of those bytes, so a
+/// hit is right whatever message it meets, and a stale entry can only miss. Capacity is kept
+/// across batches (no allocation per message once warm).
+#[derive(Default)]
+struct BatchHints {
+    /// Per entry: its Request-URI bytes, then its identity.
+    bytes: Vec<u8>,
+    entries: Vec<Hint>,
+    /// The first entry not yet taken (messages are handled in the order they were hinted).
+    next: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Hint {
+    at: usize,
+    raw_len: usize,
+    id_len: usize,
+    hash: u64,
+}
+
+impl BatchHints {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries.clear();
+        self.next = 0;
+    }
+
+    /// Remembers one recipient, unless that would grow the buffers (a batch of very long
+    /// Request-URIs): the fast path does not allocate per message, and a hint is optional.
+    fn push(&mut self, raw: &[u8], id: &[u8], hash: u64) {
+        let at = self.bytes.len();
+        if at + raw.len() + id.len() > self.bytes.capacity()
+            || self.entries.len() == self.entries.capacity()
+        {
+            return;
+        }
+        self.bytes.extend_from_slice(raw);
+        self.bytes.extend_from_slice(id);
+        self.entries.push(Hint {
+            at,
+            raw_len: raw.len(),
+            id_len: id.len(),
+            hash,
+        });
+    }
+
+    /// The identity and hash hinted for Request-URI `raw`: the next entry whose bytes are
+    /// `raw` (entries of messages that never got here are skipped).
+    fn take(&mut self, raw: &[u8]) -> Option<(&[u8], u64)> {
+        let bytes = &self.bytes;
+        let k = self.entries[self.next.min(self.entries.len())..]
+            .iter()
+            .position(|h| bytes.get(h.at..h.at + h.raw_len) == Some(raw))?
+            + self.next;
+        self.next = k + 1;
+        let h = self.entries[k];
+        let id = &self.bytes[h.at + h.raw_len..h.at + h.raw_len + h.id_len];
+        Some((id, h.hash))
     }
 }
 
@@ -39,6 +114,11 @@ impl Default for Scratch {
     fn default() -> Self {
         Self {
             recipient: IdBuf::default(),
+            hints: BatchHints {
+                bytes: Vec::with_capacity(8192),
+                entries: Vec::with_capacity(64),
+                next: 0,
+            },
             sender: IdBuf::default(),
             challenge_sha256: Vec::with_capacity(512),
             challenge_md5: Vec::with_capacity(512),
@@ -110,18 +190,17 @@ fn ruri_recipient(raw: &[u8], u: &Uri<'_>, out: &mut IdBuf) -> bool {
 }
 
 /// The recipient as [`recipient`] finds it from the Request-URI, read off the raw bytes of a
-/// MESSAGE without scanning it: for [`crate::policy::PolicyTable::prefetch_slot`] ahead of the
-/// batch's lookups. `false` where `recipient` would look further (To) or the bytes are not a
-/// MESSAGE; a hint only, the real decision still scans and validates everything.
-pub fn recipient_hint(msg: &[u8], out: &mut IdBuf) -> bool {
-    let Some(rest) = msg.strip_prefix(b"MESSAGE ") else {
-        return false;
-    };
-    let Some(end) = memchr::memchr(b' ', rest) else {
-        return false;
-    };
+/// MESSAGE without scanning it, for the receive batch's prefetch: written to `out`, and the
+/// Request-URI bytes it came from returned. `None` where `recipient` would look further (To)
+/// or the bytes are not a MESSAGE. The message itself is still scanned and validated whole
+/// before anything is decided.
+pub fn recipient_hint<'a>(msg: &'a [u8], out: &mut IdBuf) -> Option<&'a [u8]> {
+    let rest = msg.strip_prefix(b"MESSAGE ")?;
+    let end = memchr::memchr(b' ', rest)?;
     let raw = &rest[..end];
-    uri::parse(raw).is_ok_and(|u| ruri_recipient(raw, &u, out))
+    uri::parse(raw)
+        .is_ok_and(|u| ruri_recipient(raw, &u, out))
+        .then_some(raw)
 }
 
 /// The sender (D7): the first P-Asserted-Identity from a trusted peer, else the From URI.
@@ -145,7 +224,9 @@ pub fn on_message(
     out: &mut Outbox,
 ) {
     let counters = shared.metrics.block(worker);
-    if !recipient(view, ruri, &mut ids.recipient) {
+    // The batch's prefetch may have worked the recipient out already (same bytes, same answer).
+    let hinted = ids.hints.take(view.request_uri());
+    if hinted.is_none() && !recipient(view, ruri, &mut ids.recipient) {
         reply::send(
             shared,
             worker,
@@ -209,7 +290,14 @@ pub fn on_message(
             }
         }
     }
-    shared.policy.with(ids.recipient.as_bytes(), |policy| {
+    let (recipient_id, hash) = match hinted {
+        Some((id, hash)) => (id, hash),
+        None => {
+            let id = ids.recipient.as_bytes();
+            (id, shared.policy.hash_of(id))
+        }
+    };
+    shared.policy.with_hash(recipient_id, hash, |policy| {
         let Some(policy) = policy else {
             counters.decision(Decision::Unknown);
             reply::send(shared, worker, view, src, 404, "Not Found", &[], out);
@@ -307,6 +395,32 @@ mod tests {
         assert_eq!(first_of_list(b"sip:a@x"), b"sip:a@x");
     }
 
+    #[test]
+    fn batch_hints_are_taken_by_their_request_uri() {
+        let mut h = Scratch::default().hints;
+        h.push(b"sip:a@x", b"a@x", 1);
+        h.push(b"sip:b@x", b"b@x", 2);
+        h.push(b"sip:c@x", b"c@x", 3);
+        assert_eq!(h.take(b"sip:b@x"), Some((&b"b@x"[..], 2)));
+        // Earlier entries were passed over: their messages never came.
+        assert_eq!(h.take(b"sip:a@x"), None);
+        assert_eq!(h.take(b"sip:zz@x"), None);
+        assert_eq!(h.take(b"sip:c@x"), Some((&b"c@x"[..], 3)));
+        assert_eq!(h.take(b"sip:c@x"), None);
+        h.clear();
+        assert_eq!(h.take(b"sip:b@x"), None);
+        // Past the reserved capacity nothing is remembered (and nothing allocated).
+        let cap = h.bytes.capacity();
+        let long = vec![b'u'; cap];
+        h.push(&long, b"u@x", 4);
+        assert_eq!(h.take(&long), None);
+        assert_eq!(h.bytes.capacity(), cap);
+        for i in 0..h.entries.capacity() + 1 {
+            h.push(format!("sip:{i}@x").as_bytes(), b"i@x", 5);
+        }
+        assert_eq!(h.entries.len(), h.entries.capacity());
+    }
+
     /// The prefetch hint names the recipient `recipient` finds from the Request-URI, and no
     /// one where `recipient` would look elsewhere or the bytes are not a MESSAGE.
     #[test]
@@ -324,7 +438,7 @@ mod tests {
         };
         let hint = |msg: &[u8]| {
             let mut id = IdBuf::new();
-            recipient_hint(msg, &mut id).then(|| id.as_bytes().to_vec())
+            recipient_hint(msg, &mut id).map(|_| id.as_bytes().to_vec())
         };
         let mut parsed = Parsed::new();
         for (line, expect_hint) in [

@@ -274,9 +274,10 @@ impl Handler for FastPath {
         let mut hashes = [0u64; PREFETCH_MAX];
         let mut n = 0;
         let policy = &self.shared.policy;
+        self.ids.clear_hints();
         for msg in batch.take(PREFETCH_MAX) {
-            if message::recipient_hint(msg, self.ids.recipient_buf()) {
-                hashes[n] = policy.prefetch_cell(self.ids.recipient_buf().as_bytes());
+            if let Some(hash) = self.ids.hint_recipient(msg, policy) {
+                hashes[n] = hash;
                 n += 1;
             }
         }

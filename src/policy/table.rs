@@ -237,6 +237,12 @@ impl PolicyTable {
         self.state.hash_one(key)
     }
 
+    /// The hash [`with_hash`](Self::with_hash) takes for `user_norm`.
+    #[inline]
+    pub fn hash_of(&self, user_norm: &[u8]) -> u64 {
+        self.hash(user_norm)
+    }
+
     fn shard_index(&self, hash: u64) -> usize {
         // Bits 32.. : hashbrown takes the bucket from the low bits and the control byte from
         // the top 7, so the shard choice must not correlate with either.
@@ -247,7 +253,19 @@ impl PolicyTable {
     /// One arc-swap load (no refcount change), one hash, one probe; no allocation, no lock.
     #[inline]
     pub fn with<R>(&self, user_norm: &[u8], f: impl FnOnce(Option<&UserPolicy>) -> R) -> R {
-        let hash = self.hash(user_norm);
+        self.with_hash(user_norm, self.hash(user_norm), f)
+    }
+
+    /// [`with`](Self::with) for a key whose hash [`prefetch_cell`](Self::prefetch_cell) of
+    /// this table returned, so that a batch's lookups hash each key once.
+    #[inline]
+    pub fn with_hash<R>(
+        &self,
+        user_norm: &[u8],
+        hash: u64,
+        f: impl FnOnce(Option<&UserPolicy>) -> R,
+    ) -> R {
+        debug_assert_eq!(hash, self.hash(user_norm), "a hash of another key or table");
         let shard = self.shards[self.shard_index(hash)].load();
         f(shard.find(hash, user_norm).map(|e| &e.policy))
     }
