@@ -4,15 +4,12 @@
 //! the syscalls, is measured by the load generator.)
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use imserver::config::BlockCode;
-use imserver::fastpath::{FastPath, Shared};
-use imserver::metrics::Metrics;
+use imserver::fastpath::FastPath;
+use imserver::fastpath::bench_support::{loopback_shared, udp_source};
 use imserver::policy::{Identity, PolicyTable, RelayTarget, UserPolicy};
-use imserver::sip::validate::Limits;
-use imserver::transport::{Outbox, Source, Transport};
+use imserver::transport::{Outbox, Source};
 
 const USERS: usize = 1_000_000;
 
@@ -71,30 +68,10 @@ fn ok_for(request: &[u8]) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let (slow, _rx) = imserver::slowpath::slow_queue(16);
-    let shared = Arc::new(Shared {
-        policy: Arc::new(table()),
-        metrics: Arc::new(Metrics::new(2)),
-        slow,
-        trust: imserver::auth::TrustList::parse_list("127.0.0.1/32").unwrap(),
-        limits: Limits::default(),
-        secret: 7,
-        own_host: "127.0.0.1".into(),
-        own_port: 5060,
-        block: BlockCode::Decline,
-        retry_after: "5".into(),
-        route: None,
-        gate: imserver::gate::Gate::new(true, "example.com", imserver::auth::Credentials::new())
-            .unwrap(),
-    });
+    let (shared, _rx) = loopback_shared(table());
     let mut fp = FastPath::new(shared, 0);
     let mut out = Outbox::new();
-    let src = Source {
-        addr: "127.0.0.1:5070".parse().unwrap(),
-        local: "127.0.0.1:5060".parse().unwrap(),
-        transport: Transport::Udp,
-        conn: None,
-    };
+    let src = udp_source("127.0.0.1:5070".parse().unwrap());
     // 4,096 different recipients spread over the table, so lookups are not all cache-hot.
     let blocked: Vec<Vec<u8>> = (0..4096)
         .map(|k| {

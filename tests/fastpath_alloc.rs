@@ -4,14 +4,10 @@
 //!
 //! A counting global allocator counts only on the thread that opted in.
 
-use std::sync::Arc;
-
-use imserver::config::BlockCode;
-use imserver::fastpath::{FastPath, Shared};
-use imserver::metrics::Metrics;
+use imserver::fastpath::FastPath;
+use imserver::fastpath::bench_support::{loopback_shared, udp_source};
 use imserver::policy::{Identity, PolicyTable, RelayTarget, UserPolicy};
-use imserver::sip::validate::Limits;
-use imserver::transport::{Dest, Handler, Outbox, Source, Transport};
+use imserver::transport::{Dest, Handler, Outbox};
 
 mod alloc_count;
 use alloc_count::count_allocations;
@@ -32,23 +28,7 @@ fn fast_path() -> (FastPath, imserver::slowpath::SlowReceiver) {
         .build()
         .unwrap();
     table.upsert(Identity::parse(b"sip:bob@example.com").unwrap(), bob);
-    let (slow, rx) = imserver::slowpath::slow_queue(16);
-    let trust = imserver::auth::TrustList::parse_list("127.0.0.1/32").unwrap();
-    let shared = Arc::new(Shared {
-        policy: Arc::new(table),
-        metrics: Arc::new(Metrics::new(2)),
-        slow,
-        trust,
-        limits: Limits::default(),
-        secret: 7,
-        own_host: "127.0.0.1".into(),
-        own_port: 5060,
-        block: BlockCode::Decline,
-        retry_after: "5".into(),
-        route: None,
-        gate: imserver::gate::Gate::new(true, "example.com", imserver::auth::Credentials::new())
-            .unwrap(),
-    });
+    let (shared, rx) = loopback_shared(table);
     (FastPath::new(shared, 0), rx)
 }
 
@@ -75,12 +55,7 @@ fn message(from: &str, call_id: &str) -> Vec<u8> {
 fn run(from: &str, check: impl Fn(Dest, &[u8])) -> usize {
     let (mut fp, _rx) = fast_path();
     let mut out = Outbox::new();
-    let src = Source {
-        addr: "127.0.0.1:5070".parse().unwrap(),
-        local: "127.0.0.1:5060".parse().unwrap(),
-        transport: Transport::Udp,
-        conn: None,
-    };
+    let src = udp_source("127.0.0.1:5070".parse().unwrap());
     let msg = message(from, "alloc-test");
     // Warm-up: first use of lazily initialised state (thread-locals, pools) may allocate.
     for _ in 0..10 {
@@ -133,12 +108,7 @@ fn relayed_message_allocates_nothing() {
 fn prefetched_batches_allocate_nothing() {
     let (mut fp, _rx) = fast_path();
     let mut out = Outbox::new();
-    let src = Source {
-        addr: "127.0.0.1:5070".parse().unwrap(),
-        local: "127.0.0.1:5060".parse().unwrap(),
-        transport: Transport::Udp,
-        conn: None,
-    };
+    let src = udp_source("127.0.0.1:5070".parse().unwrap());
     let batch: Vec<Vec<u8>> = (0..32)
         .map(|i| {
             let from = if i % 4 == 0 {

@@ -4,14 +4,10 @@
 //! works the recipients out ahead, and the MESSAGE handling takes them from it; these tests
 //! hold that shortcut to the same answers.
 
-use std::sync::Arc;
-
-use imserver::config::BlockCode;
-use imserver::fastpath::{FastPath, Shared};
-use imserver::metrics::Metrics;
+use imserver::fastpath::FastPath;
+use imserver::fastpath::bench_support::{loopback_shared, udp_source};
 use imserver::policy::{Identity, PolicyTable, RelayTarget, UserPolicy};
-use imserver::sip::validate::Limits;
-use imserver::transport::{Dest, Handler, Outbox, Source, Transport};
+use imserver::transport::{Dest, Handler, Outbox, Source};
 
 fn target(user: &str, port: u16) -> RelayTarget {
     RelayTarget {
@@ -38,22 +34,7 @@ fn fast_path() -> FastPath {
         id("sip:frank@example.com"),
         UserPolicy::builder().known().build().unwrap(),
     );
-    let (slow, _rx) = imserver::slowpath::slow_queue(16);
-    let shared = Arc::new(Shared {
-        policy: Arc::new(table),
-        metrics: Arc::new(Metrics::new(1)),
-        slow,
-        trust: imserver::auth::TrustList::parse_list("127.0.0.1/32").unwrap(),
-        limits: Limits::default(),
-        secret: 7,
-        own_host: "127.0.0.1".into(),
-        own_port: 5060,
-        block: BlockCode::Decline,
-        retry_after: "5".into(),
-        route: None,
-        gate: imserver::gate::Gate::new(true, "example.com", imserver::auth::Credentials::new())
-            .unwrap(),
-    });
+    let (shared, _rx) = loopback_shared(table);
     FastPath::new(shared, 0)
 }
 
@@ -97,12 +78,7 @@ fn batch() -> Vec<Vec<u8>> {
 }
 
 fn src() -> Source {
-    Source {
-        addr: "127.0.0.1:5070".parse().unwrap(),
-        local: "127.0.0.1:5060".parse().unwrap(),
-        transport: Transport::Udp,
-        conn: None,
-    }
+    udp_source("127.0.0.1:5070".parse().unwrap())
 }
 
 /// Every packet each message produced, in order.

@@ -22,6 +22,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod bench_support;
 mod message;
 mod reply;
 
