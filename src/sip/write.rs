@@ -158,8 +158,8 @@ fn put_top_via(
     }
 }
 
-/// Writes the parameter list `params` without its `received` parameters (when `has_received`)
-/// and its `rport` parameters (when `drop_rport`), squeezing out any LWS.
+/// Writes the parameter list `params` without its `received` parameters (`has_received` says
+/// whether it has any) and, when `drop_rport`, without its `rport` ones, squeezing out any LWS.
 fn put_params_without(out: &mut Vec<u8>, params: Params<'_>, has_received: bool, drop_rport: bool) {
     let raw = params.as_bytes();
     let plain = memchr::memchr3(b' ', b'\t', b'"', raw).is_none()
