@@ -381,7 +381,7 @@ fn serve(listener: TcpListener, metrics: &Metrics, stop: &AtomicBool) {
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
                 let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
                 let mut req = [0u8; 2048];
-                let n = conn.read(&mut req).unwrap_or(0);
+                let n = read_head(&mut conn, &mut req);
                 let line = req[..n]
                     .split(|&b| b == b'\r' || b == b'\n')
                     .next()
@@ -407,6 +407,29 @@ fn serve(listener: TcpListener, metrics: &Metrics, stop: &AtomicBool) {
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
+}
+
+/// Reads a request head into `buf` until its blank line, the end of `buf`, EOF or the read
+/// timeout; returns the bytes read. A client may send the request in pieces (one write for
+/// the method, one for the path): answering after the first piece would answer the wrong
+/// request, and closing with the rest unread resets the connection under the response.
+fn read_head(conn: &mut impl Read, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match conn.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => {
+                n += k;
+                let head = &buf[..n];
+                if head.windows(4).any(|w| w == b"\r\n\r\n")
+                    || head.windows(2).any(|w| w == b"\n\n")
+                {
+                    break;
+                }
+            }
+        }
+    }
+    n
 }
 
 #[cfg(test)]
@@ -453,6 +476,16 @@ mod tests {
         assert!(ok.starts_with("HTTP/1.1 200 OK"));
         assert!(ok.contains("imserver_requests_received_total{method=\"OPTIONS\"} 1"));
         assert!(get("/nope").starts_with("HTTP/1.1 404"));
+        // A request sent in pieces, with a pause between them, is answered as a whole.
+        let mut c = std::net::TcpStream::connect(srv.local_addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET ").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        c.write_all(b"/metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        assert!(s.starts_with("HTTP/1.1 200 OK"), "{s}");
         srv.stop();
     }
 }
