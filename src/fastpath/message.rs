@@ -194,7 +194,7 @@ fn ruri_recipient(raw: &[u8], u: &Uri<'_>, out: &mut IdBuf) -> bool {
 /// Request-URI bytes it came from returned. `None` where `recipient` would look further (To)
 /// or the bytes are not a MESSAGE. The message itself is still scanned and validated whole
 /// before anything is decided.
-pub fn recipient_hint<'a>(msg: &'a [u8], out: &mut IdBuf) -> Option<&'a [u8]> {
+fn recipient_hint<'a>(msg: &'a [u8], out: &mut IdBuf) -> Option<&'a [u8]> {
     let rest = msg.strip_prefix(b"MESSAGE ")?;
     let end = memchr::memchr(b' ', rest)?;
     let raw = &rest[..end];
@@ -294,7 +294,7 @@ pub fn on_message(
         Some((id, hash)) => (id, hash),
         None => {
             let id = ids.recipient.as_bytes();
-            (id, shared.policy.hash_of(id))
+            (id, shared.policy.hash(id))
         }
     };
     shared.policy.with_hash(recipient_id, hash, |policy| {

@@ -233,14 +233,11 @@ impl PolicyTable {
         }
     }
 
-    fn hash(&self, key: &[u8]) -> u64 {
-        self.state.hash_one(key)
-    }
-
-    /// The hash [`with_hash`](Self::with_hash) takes for `user_norm`.
+    /// The hash of `key` under this table's own (random) hasher: what
+    /// [`with_hash`](Self::with_hash) takes.
     #[inline]
-    pub fn hash_of(&self, user_norm: &[u8]) -> u64 {
-        self.hash(user_norm)
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.state.hash_one(key)
     }
 
     fn shard_index(&self, hash: u64) -> usize {
