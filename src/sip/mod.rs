@@ -20,8 +20,9 @@
 //! several real user agents and some torture variants do). A line that starts with SP or HT
 //! continues the previous header value (§7.3.1); the fold stays inside the value span and every
 //! value parser treats CR, LF, SP and HT alike as whitespace.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // allowed only in bytemask.rs (SSE2 block masks for the scanner)
 
+pub(crate) mod bytemask;
 pub mod error;
 pub mod hdr;
 pub mod lex;

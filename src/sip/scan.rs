@@ -1,4 +1,4 @@
-//! The scanner: one pass over a message head (newlines found a word at a time), recording `u32` offsets into a
+//! The scanner: one pass over a message head (newlines found 16 bytes at a time), recording `u32` offsets into a
 //! preallocated, reusable [`Parsed`] (httparse style: the caller owns the slots, nothing is
 //! allocated per message). Framing for datagrams (RFC 3261 §18.3: one message per datagram) and
 //! streams (Content-Length framing, RFC 5626 §3.5.1 keepalives). [`View`] pairs the offsets with
@@ -9,9 +9,10 @@ use std::cell::Cell;
 
 use memchr::memchr;
 
+use super::bytemask;
 use super::error::ScanError;
 use super::hdr::HeaderName;
-use super::lex::{is_token, is_token_char, trim};
+use super::lex::{is_token, trim};
 use super::nameaddr::NaMemo;
 use super::values;
 use super::via::TopViaMemo;
@@ -153,70 +154,87 @@ impl Default for Parsed {
     }
 }
 
-/// The positions of `\n` in a buffer, in order, found eight bytes at a time (SWAR): one
-/// running bit mask per word instead of a `memchr` call per line, which for 20-60 byte header
-/// lines costs more in setup than in search.
+/// The positions of `\n` in a buffer, in order, found 16 bytes at a time
+/// ([`bytemask::eq`]): one running bit mask per block instead of a `memchr` call per line,
+/// which for 20-60 byte header lines costs more in setup than in search.
 struct Newlines<'a> {
     buf: &'a [u8],
-    /// Offset of the word `mask` describes.
-    word: usize,
-    /// 0x80 in each byte of the word that is a newline (and was not yet returned).
-    mask: u64,
+    /// Offset of the block `mask` describes.
+    block: usize,
+    /// Bit `i` set when `buf[block + i]` is a newline (not yet returned).
+    mask: u32,
 }
-
-const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-const NL8: u64 = 0x0a0a_0a0a_0a0a_0a0a;
 
 impl<'a> Newlines<'a> {
     fn new(buf: &'a [u8], from: usize) -> Self {
         Newlines {
             buf,
-            word: from,
+            block: from,
             mask: Self::load(buf, from),
         }
     }
 
-    /// Newline mask of the 8 bytes at `at` (fewer at the end of the buffer).
+    /// Newline mask of the block at `at` (fewer bytes at the end of the buffer).
     #[inline]
-    fn load(buf: &[u8], at: usize) -> u64 {
-        match buf
-            .get(at..at + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-        {
-            Some(w) => {
-                // Exact zero-byte test on w ^ "\n\n...": no false positives across bytes.
-                let x = u64::from_le_bytes(w) ^ NL8;
-                !(((x & LO7).wrapping_add(LO7)) | x | LO7)
-            }
+    fn load(buf: &[u8], at: usize) -> u32 {
+        match bytemask::block_at(buf, at) {
+            Some(b) => bytemask::eq(b, b'\n'),
             None => Self::load_tail(buf, at),
         }
     }
 
-    /// The last, partial word.
+    /// The last, partial block, padded with zero bytes (which are not newlines).
     #[cold]
-    fn load_tail(buf: &[u8], at: usize) -> u64 {
+    fn load_tail(buf: &[u8], at: usize) -> u32 {
         let tail = buf.get(at..).unwrap_or(&[]);
-        tail.iter()
-            .enumerate()
-            .filter(|&(_, &b)| b == b'\n')
-            .fold(0, |m, (i, _)| m | 0x80 << (8 * i))
+        let mut b = [0u8; bytemask::BLOCK];
+        b[..tail.len()].copy_from_slice(tail);
+        bytemask::eq(&b, b'\n')
     }
 
     #[inline]
     fn next(&mut self) -> Option<usize> {
         loop {
             if self.mask != 0 {
-                let i = self.word + (self.mask.trailing_zeros() / 8) as usize;
+                let i = self.block + self.mask.trailing_zeros() as usize;
                 self.mask &= self.mask - 1;
                 return Some(i);
             }
-            self.word += 8;
-            if self.word >= self.buf.len() {
+            self.block += bytemask::BLOCK;
+            if self.block >= self.buf.len() {
                 return None;
             }
-            self.mask = Self::load(self.buf, self.word);
+            self.mask = Self::load(self.buf, self.block);
         }
     }
+}
+
+/// Length of the header name at the start of `line` (which starts at `pos` in `buf`): the bytes
+/// before the first ':', SP or HT, or the whole line when it has none. Reads 16 bytes at a time
+/// from `buf`, past the end of a short line, and clamps.
+#[inline]
+fn name_len(buf: &[u8], pos: usize, line: &[u8]) -> usize {
+    let mut done = 0;
+    while done < line.len() {
+        match bytemask::block_at(buf, pos + done) {
+            Some(b) => {
+                let m = bytemask::eq3(b, b':', b' ', b'\t');
+                if m != 0 {
+                    return (done + m.trailing_zeros() as usize).min(line.len());
+                }
+                done += bytemask::BLOCK;
+            }
+            None => {
+                let rest = &line[done..];
+                return done
+                    + rest
+                        .iter()
+                        .position(|&b| matches!(b, b':' | b' ' | b'\t'))
+                        .unwrap_or(rest.len());
+            }
+        }
+    }
+    line.len()
 }
 
 /// Finds the end of the line starting at `from` using the running newline iterator (one
@@ -532,22 +550,23 @@ impl Parsed {
         next: usize,
     ) -> Result<(), ScanError> {
         let line = &buf[pos..ce];
-        // One pass over the name with the token table, then optional SP/HT, then ':' (§7.3.1).
+        // The name runs to the first ':', SP or HT; then optional SP/HT, then ':' (§7.3.1).
         // A line starting with whitespace right after the start line, or a name with spaces
-        // or other non-token bytes inside, is not a header.
-        let mut name_end = 0;
-        while name_end < line.len() && is_token_char(line[name_end]) {
-            name_end += 1;
+        // or other non-token bytes inside, is not a header. A known name matches exactly
+        // (letters in either case, nothing else), so only an unknown one needs the token check.
+        let name_end = name_len(buf, pos, line);
+        let raw_name = &line[..name_end];
+        let name = HeaderName::lookup(raw_name);
+        if name == HeaderName::Other && !is_token(raw_name) {
+            return Err(ScanError::BadHeaderLine);
         }
         let mut colon = name_end;
         while colon < line.len() && matches!(line[colon], b' ' | b'\t') {
             colon += 1;
         }
-        if name_end == 0 || line.get(colon) != Some(&b':') {
+        if line.get(colon) != Some(&b':') {
             return Err(ScanError::BadHeaderLine);
         }
-        let raw_name = &line[..name_end];
-        let name = HeaderName::lookup_token(raw_name);
         let v = &line[colon + 1..];
         let t = trim(v);
         // Offset of the trimmed value inside the line (folds may sit on either side).
@@ -771,6 +790,62 @@ helloEXTRA";
         assert_eq!(v.body(), b"hello");
         assert_eq!(v.len(), MSG.len() - 5);
         assert_eq!(v.headers().count(), 8);
+    }
+
+    #[test]
+    fn header_names_at_every_block_offset() {
+        // The name scan reads 16-byte blocks from wherever a line starts: shift the lines
+        // through every offset, with names shorter and longer than a block, one ending the
+        // buffer, and names that only a byte-exact compare refuses.
+        let mut p = Parsed::new();
+        for pad in 0..40 {
+            let uri = format!("sip:{}@example.com", "u".repeat(pad + 1));
+            let head = format!(
+                "MESSAGE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                 P-Asserted-Identity : <sip:a@b>\r\nX-A-Long-Extension-Header-Name:\tx\r\n\
+                 To:<sip:b@c>\r\nf\t: <sip:a@b>;tag=1\r\ni:c\r\nCSeq: 1 MESSAGE\r\n"
+            );
+            let m = format!("{head}l:0\r\n\r\n");
+            p.scan_datagram(m.as_bytes()).unwrap();
+            let v = p.view(m.as_bytes());
+            let names: Vec<HeaderName> = v.headers().map(|h| h.name).collect();
+            use HeaderName::*;
+            assert_eq!(
+                names,
+                [
+                    Via,
+                    PAssertedIdentity,
+                    Other,
+                    To,
+                    From,
+                    CallId,
+                    CSeq,
+                    ContentLength
+                ]
+            );
+            assert_eq!(v.header(PAssertedIdentity), Some(&b"<sip:a@b>"[..]));
+            assert_eq!(v.header(To), Some(&b"<sip:b@c>"[..]));
+            let raw: Vec<&[u8]> = v.headers().map(|h| h.raw_name).collect();
+            assert_eq!(raw[2], b"X-A-Long-Extension-Header-Name");
+            assert_eq!(raw[4], b"f");
+            assert_eq!(v.content_length(), Some(0));
+            // The last line ends the buffer (no blank line: a datagram may stop there).
+            let cut = format!("{head}Content-Length:0");
+            p.scan_datagram(cut.as_bytes()).unwrap();
+            assert_eq!(p.view(cut.as_bytes()).content_length(), Some(0));
+            for bad in [
+                "Content\rLength: 0",
+                "X-A-Long-Extension{Header-Name: x",
+                "X-A-Long-Extension-Header-Name x",
+                "Max Forwards: 70",
+                ": no name",
+                "NoColon",
+            ] {
+                let m = format!("{head}{bad}\r\nl:0\r\n\r\n");
+                let got = p.scan_datagram(m.as_bytes());
+                assert!(got.is_err(), "{bad:?} at {pad}: {got:?}");
+            }
+        }
     }
 
     #[test]
