@@ -15,13 +15,48 @@ pub fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
-/// [`prefetch`] for every cache line of `*p`.
+/// Cache line size assumed for prefetching (x86_64).
+const LINE: usize = 64;
+
+/// [`prefetch`] for every cache line `*p` touches, including the partial ones at either end
+/// (heap objects are 16-byte aligned, so a 320-byte struct usually spans six lines, not five).
 #[inline(always)]
 pub fn prefetch_all<T>(p: *const T) {
     let bytes = p.cast::<u8>();
-    let mut off = 0;
-    while off < std::mem::size_of::<T>() {
-        prefetch(bytes.wrapping_add(off));
-        off += 64;
+    for off in line_offsets(bytes as usize, std::mem::size_of::<T>()) {
+        prefetch(bytes.wrapping_byte_offset(off));
+    }
+}
+
+/// Offsets from `start` (possibly negative) of the start of each cache line that the `len`
+/// bytes at `start` touch.
+#[inline(always)]
+fn line_offsets(start: usize, len: usize) -> impl Iterator<Item = isize> {
+    let first = -((start % LINE) as isize);
+    let end = len as isize;
+    (first..end.max(first + 1)).step_by(LINE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_of_an_object_is_covered_once() {
+        for start in (0..3 * LINE).step_by(8) {
+            for len in 0..5 * LINE {
+                let lines: Vec<usize> = line_offsets(start, len)
+                    .map(|o| start.wrapping_add_signed(o))
+                    .collect();
+                let want: Vec<usize> = if len == 0 {
+                    vec![start - start % LINE]
+                } else {
+                    (start / LINE..=(start + len - 1) / LINE)
+                        .map(|l| l * LINE)
+                        .collect()
+                };
+                assert_eq!(lines, want, "start {start} len {len}");
+            }
+        }
     }
 }
