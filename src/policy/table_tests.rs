@@ -346,3 +346,36 @@ fn cell_hint_follows_the_snapshot() {
     );
     check(&built);
 }
+
+/// The entry prefetch finds every inline user by its hash, including those whose probe
+/// starts at a slot another user took (about a sixth at this table's load).
+#[test]
+fn entry_prefetch_probes_past_the_home_slot() {
+    let table =
+        PolicyTable::from_entries((0..5000).map(|i| (id(&format!("sip:u{i}@x.com")), relay_to(1))));
+    let (mut found, mut displaced) = (0, 0);
+    for i in 0..5000 {
+        let key = format!("u{i}@x.com");
+        let hash = table.hash(key.as_bytes());
+        let shard = table.shards[table.shard_index(hash)].load();
+        let Some(entry) = shard.inline_by_hash(hash) else {
+            // Only users past a shard's inline slots are not there.
+            assert!(
+                shard.overflow.find(hash, |s| s.hash == hash).is_some(),
+                "{key}"
+            );
+            continue;
+        };
+        assert_eq!(entry.key(), key.as_bytes());
+        found += 1;
+        let home = &shard.inline[hash as usize % INLINE_SLOTS];
+        if home.as_ref().is_none_or(|s| s.hash != hash) {
+            displaced += 1;
+        }
+    }
+    assert!(found > 4900, "{found}");
+    assert!(
+        displaced > 500,
+        "{displaced} of {found} away from their first slot"
+    );
+}
