@@ -77,10 +77,10 @@ pub fn header_facts<'a>(
         HeaderName::To => &view.memos().to,
         _ => {
             return view.header(h).map(|x| {
-                parse_with_uri(x).map(|(n, u)| NameAddrFacts {
+                parse_facts(x).map(|(n, u, tag)| NameAddrFacts {
                     name_addr: n,
                     scheme: u.scheme,
-                    tag: n.tag(),
+                    tag,
                 })
             });
         }
@@ -89,12 +89,12 @@ pub fn header_facts<'a>(
         Memo::Known(m) => m,
         Memo::Unknown => {
             let m = view.header(h).map(|x| {
-                parse_with_uri(x).map(|(n, u)| NaSpans {
+                parse_facts(x).map(|(n, u, tag)| NaSpans {
                     display: n.display.map(|d| span_in(buf, d)),
                     uri: span_in(buf, n.uri),
                     bracketed: n.bracketed,
                     params: span_in(buf, n.params.as_bytes()),
-                    tag: n.tag().map(|t| span_in(buf, t)),
+                    tag: tag.map(|t| span_in(buf, t)),
                     scheme: u.scheme,
                 })
             });
@@ -119,6 +119,27 @@ pub fn header_facts<'a>(
 /// [`parse`], also returning the parsed URI (callers that need its parts need not parse it
 /// again).
 pub fn parse_with_uri(v: &[u8]) -> Result<(NameAddr<'_>, Uri<'_>), SyntaxError> {
+    parse_facts(v).map(|(n, u, _)| (n, u))
+}
+
+/// The header parameters after the URI, with the `tag` (as [`Params::tag`]) read while they
+/// are validated: one pass instead of a second walk to find it.
+fn header_params(rest: &[u8]) -> Result<(Params<'_>, Option<&[u8]>), SyntaxError> {
+    let mut tag = None;
+    let (params, used) = params::parse_visit(rest, |p| {
+        if tag.is_none() && p.name.eq_ignore_ascii_case(b"tag") {
+            tag = Some(p.text());
+        }
+    })?;
+    if used != rest.len() {
+        return Err(SyntaxError::Param);
+    }
+    Ok((params, tag.flatten()))
+}
+
+/// [`parse_with_uri`] plus the tag parameter.
+#[allow(clippy::type_complexity)]
+fn parse_facts(v: &[u8]) -> Result<(NameAddr<'_>, Uri<'_>, Option<&[u8]>), SyntaxError> {
     let s = trim(v);
     if s.is_empty() {
         return Err(SyntaxError::Empty);
@@ -154,11 +175,7 @@ pub fn parse_with_uri(v: &[u8]) -> Result<(NameAddr<'_>, Uri<'_>), SyntaxError> 
         let u = &s[lt + 1..gt];
         // No LWS inside the brackets (RFC 4475 badaspec); uri::parse rejects it.
         let parsed = uri::parse(u)?;
-        let rest = &s[gt + 1..];
-        let (params, used) = params::parse(rest)?;
-        if used != rest.len() {
-            return Err(SyntaxError::Param);
-        }
+        let (params, tag) = header_params(&s[gt + 1..])?;
         return Ok((
             NameAddr {
                 display,
@@ -167,6 +184,7 @@ pub fn parse_with_uri(v: &[u8]) -> Result<(NameAddr<'_>, Uri<'_>), SyntaxError> 
                 params,
             },
             parsed,
+            tag,
         ));
     }
     // addr-spec: the URI ends at the first ';' or whitespace.
@@ -179,11 +197,7 @@ pub fn parse_with_uri(v: &[u8]) -> Result<(NameAddr<'_>, Uri<'_>), SyntaxError> 
         return Err(SyntaxError::Uri);
     }
     let parsed = uri::parse(u)?;
-    let rest = &s[end..];
-    let (params, used) = params::parse(rest)?;
-    if used != rest.len() {
-        return Err(SyntaxError::Param);
-    }
+    let (params, tag) = header_params(&s[end..])?;
     Ok((
         NameAddr {
             display: None,
@@ -192,12 +206,48 @@ pub fn parse_with_uri(v: &[u8]) -> Result<(NameAddr<'_>, Uri<'_>), SyntaxError> 
             params,
         },
         parsed,
+        tag,
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tag read while validating is the one `Params::tag` finds afterwards: the first
+    /// `tag` parameter (any case), unquoted, `None` when that one has no value.
+    #[test]
+    fn facts_tag_is_params_tag() {
+        use crate::sip::scan::Parsed;
+        for params in [
+            "",
+            ";tag=a1",
+            ";TAG=a1;tag=b2",
+            ";x=1 ; Tag = \"q\\\"t\" ;y",
+            ";tag;tag=late",
+            ";tags=no;tag=yes",
+            ";expires=3",
+        ] {
+            for value in [
+                format!("<sip:a@example.com>{params}"),
+                format!("\"A\" <sip:a@example.com;lr>{params}"),
+                format!("sip:a@example.com{params}"),
+            ] {
+                let m = format!(
+                    "MESSAGE sip:b@example.com SIP/2.0\r\nFrom: {value}\r\nP-Asserted-Identity: {value}\r\n\r\n"
+                );
+                let mut p = Parsed::new();
+                p.scan_datagram(m.as_bytes()).unwrap();
+                let view = p.view(m.as_bytes());
+                for h in [HeaderName::From, HeaderName::PAssertedIdentity] {
+                    let facts = header_facts(&view, h).unwrap().unwrap();
+                    let want = parse(value.as_bytes()).unwrap().params.tag();
+                    assert_eq!(facts.tag, want, "{value}");
+                    assert_eq!(facts.name_addr.tag(), want, "{value}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn forms() {
