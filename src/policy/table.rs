@@ -119,15 +119,8 @@ impl Shard {
 
     #[inline]
     fn find(&self, hash: u64, key: &[u8]) -> Option<&Arc<UserEntry>> {
-        let mut i = hash as usize % INLINE_SLOTS;
-        // At most INLINE_MAX slots are taken, so an empty one ends the probe; the bound only
-        // makes that visible.
-        for _ in 0..INLINE_SLOTS {
-            match &self.inline[i] {
-                None => break,
-                Some(s) if s.is(hash, key) => return Some(&s.entry),
-                Some(_) => i = (i + 1) % INLINE_SLOTS,
-            }
+        if let Some(s) = self.probe_inline(hash, |s| s.is(hash, key)) {
+            return Some(&s.entry);
         }
         if self.overflow.is_empty() {
             return None;
@@ -142,11 +135,21 @@ impl Shard {
     /// For prefetching: a full 64-bit hash match is almost always the key.
     #[inline]
     fn inline_by_hash(&self, hash: u64) -> Option<&Arc<UserEntry>> {
+        self.probe_inline(hash, |s| s.hash == hash)
+            .map(|s| &s.entry)
+    }
+
+    /// The inline slot `hit` accepts on the probe for `hash`: linear from `hash % INLINE_SLOTS`
+    /// to the first empty slot.
+    #[inline(always)]
+    fn probe_inline(&self, hash: u64, hit: impl Fn(&Slot) -> bool) -> Option<&Slot> {
         let mut i = hash as usize % INLINE_SLOTS;
+        // At most INLINE_MAX slots are taken, so an empty one ends the probe; the bound only
+        // makes that visible.
         for _ in 0..INLINE_SLOTS {
             match &self.inline[i] {
                 None => break,
-                Some(s) if s.hash == hash => return Some(&s.entry),
+                Some(s) if hit(s) => return Some(s),
                 Some(_) => i = (i + 1) % INLINE_SLOTS,
             }
         }
