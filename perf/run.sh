@@ -32,6 +32,8 @@ fi
 : "${TRANSPORTS:=udp tcp}"
 : "${BLOCKED_SHARES:=0 0.2}"
 : "${SYSTEMS:=imserver kamailio echo}"
+: "${PAIR_ROUNDS:=$([[ $QUICK == 1 ]] && echo 2 || echo 6)}"  # paired echo/imserver rounds per blocked share (0: none)
+: "${PAIR_S:=$([[ $QUICK == 1 ]] && echo 2 || echo 5)}"      # seconds per paired step
 : "${RAMP_EXTRA:=4}"       # extra +25% steps when the top of the ramp is still sustained
 : "${WINDOW:=64}"          # closed-loop window per generator socket (saturation search)
 : "${SOCKETS:=4}"          # generator sockets (UDP source ports / TCP connections)
@@ -326,21 +328,21 @@ hiccups() {
 
 # ---------------------------------------------------------------- one measured step
 STEP_N=0
-# step SYSTEM TRANSPORT USERS BLOCKED PHASE FRACTION RATE|"" : runs one loadgen step against the
-# running system and appends its record to $OUT/steps.jsonl. Sets STEP_DIR (no subshell, so the
-# PID bookkeeping stays in this shell).
+# step SYSTEM TRANSPORT USERS BLOCKED PHASE FRACTION RATE|"" [SECONDS [ROUND]]: runs one loadgen
+# step against the running system and appends its record to $OUT/steps.jsonl. Sets STEP_DIR (no
+# subshell, so the PID bookkeeping stays in this shell).
 step() {
-    local sys=$1 tr=$2 users=$3 blocked=$4 phase=$5 frac=$6 rate=$7 dur
+    local sys=$1 tr=$2 users=$3 blocked=$4 phase=$5 frac=$6 rate=$7 dur_override=${8:-} round=${9:-null} dur
     STEP_N=$((STEP_N + 1))
     local d="$OUT/steps/$(printf %04d $STEP_N)-$sys-$tr-$users-$blocked-$phase-$frac"
     mkdir -p "$d"
     local load=(--target "$SUT_ADDR" --threads 1 --sockets "$SOCKETS" --timeout-ms "$TIMEOUT_MS"
         --json "$d/loadgen.json" --max-unanswered 1000000000)
-    if [[ $phase == closed ]]; then
-        dur=$SAT_S
+    if [[ -z $rate ]]; then
+        dur=${dur_override:-$SAT_S}
         load+=(--window "$WINDOW" --duration-s "$dur")
     else
-        dur=$STEP_S
+        dur=${dur_override:-$STEP_S}
         load+=(--rate "$rate" --duration-s "$dur")
     fi
     local cmd
@@ -371,12 +373,38 @@ step() {
     t1=$(date +%s.%N)
     counters "$sys" "$d/counters.after"
     read -r rss pss <<<"$(mem_kib "${SUT_PIDS[@]}")"
-    printf '{"dir":"%s","system":"%s","transport":"%s","users":%s,"blocked_share":%s,"phase":"%s","fraction":%s,"rate":%s,"duration_s":%s,"rc":%s,"cpu_ticks":%s,"clk_tck":%s,"wall_s":%s,"rss_kib":%s,"pss_kib":%s,"server_core_busy":%s,"server_core_total":%s,"gen_core_busy":%s,"gen_core_total":%s}\n' \
+    printf '{"dir":"%s","system":"%s","transport":"%s","users":%s,"blocked_share":%s,"phase":"%s","fraction":%s,"rate":%s,"duration_s":%s,"rc":%s,"cpu_ticks":%s,"clk_tck":%s,"wall_s":%s,"rss_kib":%s,"pss_kib":%s,"server_core_busy":%s,"server_core_total":%s,"gen_core_busy":%s,"gen_core_total":%s,"round":%s}\n' \
         "$d" "$sys" "$tr" "$users" "$blocked" "$phase" "$frac" "${rate:-null}" "$dur" "$rc" \
         $((c1 - c0)) "$CLK_TCK" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')" \
-        "$rss" "$pss" $((sb1 - sb0)) $((st1 - st0)) $((gb1 - gb0)) $((gt1 - gt0)) >>"$OUT/steps.jsonl"
+        "$rss" "$pss" $((sb1 - sb0)) $((st1 - st0)) $((gb1 - gb0)) $((gt1 - gt0)) "$round" >>"$OUT/steps.jsonl"
     ((rc <= 1)) || log "  step $phase $frac: loadgen exit $rc (see $d/loadgen.err)"
     STEP_DIR=$d
+}
+
+# register_users DIR TRANSPORT USERS: registers every user once (closed loop) with the running
+# system; the contacts are the recipient sockets at a fresh RCPT_PORT, which every later step
+# binds again (--no-register). Returns loadgen's exit status.
+register_users() {
+    local sd=$1 tr=$2 users=$3 rc=0
+    RCPT_PORT=$("${PY[@]}" freeports "$RECIPIENT_SOCKETS")
+    pin "$GEN_CPU" timeout --kill-after=5 $((600 + users / 200)) "$LOADGEN" register \
+        --target "$SUT_ADDR" --transport "$tr" --users "$users" \
+        --policy-file "$DATA/policy.jsonl" --recipient-port "$RCPT_PORT" \
+        --recipient-sockets "$RECIPIENT_SOCKETS" --window "$WINDOW" --sockets "$SOCKETS" \
+        --count "$users" --duration-s $((600 + users / 200)) --json "$sd/register.json" \
+        >"$sd/register.out" 2>"$sd/register.err" &
+    local lg=$!
+    STARTED_PIDS+=("$lg")
+    wait "$lg" || rc=$?
+    return "$rc"
+}
+
+# sustained_rate SYSTEM TRANSPORT USERS BLOCKED: the max sustained rate its sweep found, or 0.
+sustained_rate() {
+    local line
+    line=$(grep -F "{\"system\":\"$1\",\"transport\":\"$2\",\"users\":$3,\"blocked\":$4," \
+        "$OUT/sustained.jsonl" 2>/dev/null | tail -1)
+    if [[ -n $line ]]; then sed -E 's/.*"best":([0-9]+).*/\1/' <<<"$line"; else echo 0; fi
 }
 
 # sweep SYSTEM TRANSPORT USERS BLOCKED: closed-loop capacity, open-loop ramp past it, then the
@@ -412,6 +440,7 @@ sweep() {
         log "    ramp ${f}x = ${rate}/s: $([[ $ok == 1 ]] && echo sustained || echo NOT sustained)"
         [[ $ok == 1 ]] && ((rate > best)) && best=$rate
     done
+    echo "{\"system\":\"$sys\",\"transport\":\"$tr\",\"users\":$users,\"blocked\":$blocked,\"best\":$best}" >>"$OUT/sustained.jsonl"
     ((best > 0)) || { log "  nothing sustained; no latency steps"; return 0; }
     log "  max sustained ${best}/s"
     for f in $LOADS; do
@@ -419,6 +448,54 @@ sweep() {
         ((rate > 0)) || continue
         step "$sys" "$tr" "$users" "$blocked" latency "$f" "$rate"
     done
+}
+
+# paired USERS: the echo floor and imserver (UDP) measured in alternation, minutes apart at
+# most, so that both see the same machine. Both servers run on the server core at once (the idle
+# one sleeps in a blocking receive); each round runs a closed-loop step of each, then an
+# open-loop step of each at 50% of its own max sustained rate (from the sweeps), alternating
+# which goes first (ABBA) so that a steady drift of the machine cancels out of the medians.
+paired() {
+    local users=$1 sd="$OUT/sut/paired-$users" blocked r sys order e_best i_best
+    e_best=$(sustained_rate echo udp 0 0)
+    ((e_best > 0)) || { log "paired rounds skipped: no echo max sustained rate"; return 0; }
+    log "paired rounds: echo and imserver over udp with $users users, $PAIR_ROUNDS rounds of ${PAIR_S} s steps"
+    start_imserver "$sd/imserver" "$DATA/policy.jsonl" || return 0
+    local im_pid=$SUT_PID im_addr=$SUT_ADDR im_metrics=$SUT_METRICS
+    if ! register_users "$sd/imserver" udp "$users"; then
+        log "  paired rounds: registration failed (see $sd/imserver/register.err)"
+        stop_sut
+        return 0
+    fi
+    start_echo "$sd/echo" || { stop_pids "$im_pid"; return 0; }
+    local e_pid=$SUT_PID e_addr=$SUT_ADDR
+    for blocked in $BLOCKED_SHARES; do
+        i_best=$(sustained_rate imserver udp "$users" "$blocked")
+        ((i_best > 0)) || { log "  blocked $blocked: no imserver max sustained rate; skipped"; continue; }
+        for ((r = 1; r <= PAIR_ROUNDS; r++)); do
+            order="echo imserver"
+            ((r % 2 == 0)) && order="imserver echo"
+            for phase in pair-closed pair-latency; do
+                for sys in $order; do
+                    if [[ $sys == echo ]]; then
+                        SUT_PID=$e_pid SUT_PIDS=("$e_pid") SUT_ADDR=$e_addr
+                    else
+                        SUT_PID=$im_pid SUT_PIDS=("$im_pid") SUT_ADDR=$im_addr SUT_METRICS=$im_metrics
+                    fi
+                    if [[ $phase == pair-closed ]]; then
+                        step "$sys" udp "$users" "$blocked" "$phase" 1 "" "$PAIR_S" "$r"
+                    else
+                        local best=$i_best
+                        [[ $sys == echo ]] && best=$e_best
+                        step "$sys" udp "$users" "$blocked" "$phase" 0.5 $((best / 2)) "$PAIR_S" "$r"
+                    fi
+                done
+            done
+        done
+        log "  blocked $blocked: $PAIR_ROUNDS rounds done"
+    done
+    stop_pids "$e_pid" "$im_pid"
+    SUT_PID="" SUT_PIDS=()
 }
 
 # ---------------------------------------------------------------- main
@@ -443,7 +520,7 @@ main() {
         echo "mode=$MODE"
         echo "date=$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
         echo "command=$(printf '%q ' env QUICK="$QUICK" FULL="$FULL" "$0")"
-        for v in USERS SAT_S STEP_S RAMP RAMP_EXTRA LOADS TRANSPORTS BLOCKED_SHARES SYSTEMS WINDOW SOCKETS \
+        for v in USERS SAT_S STEP_S RAMP RAMP_EXTRA LOADS PAIR_ROUNDS PAIR_S TRANSPORTS BLOCKED_SHARES SYSTEMS WINDOW SOCKETS \
             RECIPIENT_SOCKETS ECHO_SIZE MAX_BLOCKED SEED SERVER_CPU GEN_CPU KAM_CHILDREN TIMEOUT_MS; do
             echo "$v=${!v}"
         done
@@ -508,20 +585,9 @@ main() {
                 sleep 1
                 m_ready=$(mem_kib "${SUT_PIDS[@]}")
                 counters "$sys" "$sd/counters.ready"
-                RCPT_PORT=$("${PY[@]}" freeports "$RECIPIENT_SOCKETS")
-                # Register every user once (closed loop); the contacts are the recipient
-                # sockets at RCPT_PORT, which every later step binds again (--no-register).
                 t=$SECONDS
                 local rc=0
-                pin "$GEN_CPU" timeout --kill-after=5 $((600 + users / 200)) "$LOADGEN" register \
-                    --target "$SUT_ADDR" --transport "$tr" --users "$users" \
-                    --policy-file "$DATA/policy.jsonl" --recipient-port "$RCPT_PORT" \
-                    --recipient-sockets "$RECIPIENT_SOCKETS" --window "$WINDOW" --sockets "$SOCKETS" \
-                    --count "$users" --duration-s $((600 + users / 200)) --json "$sd/register.json" \
-                    >"$sd/register.out" 2>"$sd/register.err" &
-                local lg=$!
-                STARTED_PIDS+=("$lg")
-                wait "$lg" || rc=$?
+                register_users "$sd" "$tr" "$users" || rc=$?
                 local reg_s=$((SECONDS - t))
                 sleep 1
                 m_reg=$(mem_kib "${SUT_PIDS[@]}")
@@ -539,6 +605,10 @@ main() {
                 stop_sut
             done
         done
+        if ((PAIR_ROUNDS > 0)) && [[ " $SYSTEMS " == *" imserver "* && " $SYSTEMS " == *" echo "* &&
+            " $TRANSPORTS " == *" udp "* && ${NO_POLICY_FILE:-0} == 0 ]]; then
+            paired "$users"
+        fi
     done
     hiccups end
     echo "elapsed_s=$((SECONDS - start_s))" >>"$OUT/env.txt"
