@@ -243,6 +243,9 @@ pub struct TransportConfig {
     pub tcp_idle_ms_override: u64,
     /// Use the io_uring UDP path (feature `uring`; falls back to mio when setup fails).
     pub udp_uring: bool,
+    /// Send UDP from a second socket on the same address that is in no epoll set (see
+    /// `sockets.rs`; it needs the reuseport program, so one worker or spreading).
+    pub udp_send_socket: bool,
 }
 
 impl Default for TransportConfig {
@@ -261,6 +264,7 @@ impl Default for TransportConfig {
             mailbox_cap: 4096,
             tcp_idle_ms_override: 0,
             udp_uring: false,
+            udp_send_socket: true,
         }
     }
 }
@@ -439,6 +443,7 @@ where
         threads: Vec::with_capacity(n),
         spread_active: bound.spreading,
     };
+    let mut udp_send = bound.udp_send.into_iter();
     for (i, ((poll, udp), listener)) in polls.into_iter().zip(bound.udp).zip(bound.tcp).enumerate()
     {
         let id = WorkerId(i as u16);
@@ -447,6 +452,7 @@ where
             cfg: cfg.clone(),
             poll,
             udp,
+            udp_send: udp_send.next(),
             listener,
             local: bound.local,
             mailboxes: Arc::clone(&mailboxes),

@@ -1,5 +1,16 @@
 //! Binding: one UDP socket and one TCP listener per worker, all on the same address with
 //! `SO_REUSEPORT`, plus the single-source spreading program on the UDP group.
+//!
+//! Each worker also gets a send-only UDP socket in the same group (same address and port, so a
+//! peer sees replies and relays come from where it sent: RFC 3261 §18.2.2, RFC 3581). The
+//! receiving socket sits in the worker's epoll set, which keeps an entry on its wait queue, so
+//! the kernel would run a write-space wake-up through that queue (two IRQ-saving locks and
+//! epoll's callback) for every datagram it frees after sending: ~3% of the worker's CPU under
+//! load. The send-only socket is in no epoll set, so its wait queue is empty and that work is
+//! skipped. The group's BPF program picks only receiving sockets (indices below the worker
+//! count), so nothing is ever delivered to a send-only socket. Without the program (it failed
+//! to attach, or several workers without spreading, where the kernel's own hash must pick) the
+//! workers send from their receiving sockets as before.
 #![forbid(unsafe_code)]
 
 use std::io;
@@ -17,6 +28,8 @@ const LISTEN_BACKLOG: i32 = 1024;
 pub(crate) struct Bound {
     pub(crate) local: SocketAddr,
     pub(crate) udp: Vec<mio::net::UdpSocket>,
+    /// Per worker, its send-only socket (empty when the workers send from `udp`).
+    pub(crate) udp_send: Vec<std::net::UdpSocket>,
     pub(crate) tcp: Vec<mio::net::TcpListener>,
     pub(crate) spreading: bool,
 }
@@ -51,8 +64,9 @@ fn try_bind_all(cfg: &TransportConfig, workers: usize) -> io::Result<Bound> {
     for _ in 0..workers {
         tcp.push(tcp_listener(addr)?);
     }
-    let spreading = cfg.spread_single_source
-        && workers > 1
+    // With one worker the program returns 0 for every datagram (random % 1): it only keeps the
+    // send-only socket out of delivery.
+    let program = (workers == 1 || cfg.spread_single_source)
         && match sys::attach_random_reuseport_cbpf(udp[0].as_raw_fd(), workers as u32) {
             Ok(()) => true,
             Err(e) => {
@@ -61,9 +75,18 @@ fn try_bind_all(cfg: &TransportConfig, workers: usize) -> io::Result<Bound> {
                 false
             }
         };
+    let spreading = program && workers > 1;
+    // Joined after the program is in place, so the kernel's hash never sees them.
+    let mut udp_send = Vec::with_capacity(workers);
+    if program && cfg.udp_send_socket {
+        for _ in 0..workers {
+            udp_send.push(udp_socket(cfg, addr)?);
+        }
+    }
     Ok(Bound {
         local: addr,
         udp: udp.into_iter().map(mio::net::UdpSocket::from_std).collect(),
+        udp_send,
         tcp: tcp
             .into_iter()
             .map(mio::net::TcpListener::from_std)

@@ -486,3 +486,58 @@ fn conn_ref_packs_into_u64_and_back() {
         .to_u64()
     );
 }
+
+/// UDP sockets bound to `port` on this machine (`/proc/net/udp`, IPv4).
+fn udp_sockets_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp");
+    let suffix = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(&suffix))
+        })
+        .count()
+}
+
+#[test]
+fn udp_sends_leave_from_a_socket_that_never_receives() {
+    for (workers, apart) in [(1, true), (2, true), (1, false)] {
+        let (t, _) = start_toy(TransportConfig {
+            udp_send_socket: apart,
+            ..cfg(workers)
+        });
+        let port = t.local_addr().port();
+        let want = if apart { 2 * workers } else { workers };
+        assert_eq!(
+            udp_sockets_on(port),
+            want,
+            "{workers} workers, apart {apart}"
+        );
+        // Many source ports, so the kernel's own reuseport hash would have put some of them on
+        // the send-only socket: every datagram must still be echoed, from the server's port.
+        let clients: Vec<UdpSocket> = (0..64)
+            .map(|_| {
+                let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+                c.set_read_timeout(Some(WAIT)).unwrap();
+                c
+            })
+            .collect();
+        let mut buf = [0u8; 256];
+        for round in 0..4 {
+            for (i, c) in clients.iter().enumerate() {
+                c.send_to(format!("m{round}.{i}\r\n\r\n").as_bytes(), t.local_addr())
+                    .unwrap();
+            }
+            for (i, c) in clients.iter().enumerate() {
+                let (n, from) = c.recv_from(&mut buf).expect("echo");
+                assert_eq!(from, t.local_addr());
+                assert_eq!(&buf[..n], format!("echo:m{round}.{i}\r\n\r\n").as_bytes());
+            }
+        }
+        assert_eq!(t.stats().total().udp_rx, 4 * 64);
+        t.shutdown();
+    }
+}

@@ -19,16 +19,25 @@ const RECV_ROUNDS_PER_EVENT: usize = 8;
 
 pub(crate) struct UdpSide {
     pub(crate) socket: mio::net::UdpSocket,
+    /// Same address as `socket`, in no epoll set: sends leave from here when present (see
+    /// `sockets.rs` for why).
+    send_socket: Option<std::net::UdpSocket>,
     pub(crate) local: SocketAddr,
     rx: RecvBatch,
     tx: SendBatch,
 }
 
 impl UdpSide {
-    pub(crate) fn new(socket: mio::net::UdpSocket, local: SocketAddr, batch: usize) -> UdpSide {
+    pub(crate) fn new(
+        socket: mio::net::UdpSocket,
+        send_socket: Option<std::net::UdpSocket>,
+        local: SocketAddr,
+        batch: usize,
+    ) -> UdpSide {
         let local = socket.local_addr().unwrap_or(local);
         UdpSide {
             socket,
+            send_socket,
             local,
             rx: RecvBatch::new(batch),
             tx: SendBatch::new(batch),
@@ -38,7 +47,10 @@ impl UdpSide {
     /// Sends the UDP entries of `pending` (the others are left to the caller; an empty buffer
     /// was already taken by the io_uring path).
     pub(crate) fn send_pending(&mut self, pending: &[Pending]) -> SendTally {
-        let fd = self.socket.as_raw_fd();
+        let fd = match &self.send_socket {
+            Some(s) => s.as_raw_fd(),
+            None => self.socket.as_raw_fd(),
+        };
         self.tx.send_all(
             fd,
             pending.iter().filter_map(|p| match p.dest {

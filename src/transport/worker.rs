@@ -36,6 +36,8 @@ pub(crate) struct Parts {
     pub(crate) cfg: TransportConfig,
     pub(crate) poll: Poll,
     pub(crate) udp: mio::net::UdpSocket,
+    /// The send-only socket on the same address, if the transport made one.
+    pub(crate) udp_send: Option<std::net::UdpSocket>,
     pub(crate) listener: mio::net::TcpListener,
     pub(crate) local: SocketAddr,
     pub(crate) mailboxes: Arc<[Mailbox]>,
@@ -79,7 +81,7 @@ impl<H: Handler> Worker<H> {
     fn new(p: Parts, handler: H) -> io::Result<Worker<H>> {
         let batch = p.cfg.udp_batch.clamp(1, 1024);
         let idle_ms = p.cfg.idle_ms();
-        let mut udp = UdpSide::new(p.udp, p.local, batch);
+        let mut udp = UdpSide::new(p.udp, p.udp_send, p.local, batch);
         let mut tcp = TcpSide::new(p.listener, p.local, &p.cfg);
         let registry = p.poll.registry();
         #[cfg(feature = "uring")]
