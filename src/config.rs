@@ -79,6 +79,9 @@ pub struct Config {
     pub udp_batch: usize,
     /// Spread datagrams from one source over every worker (reuseport BPF).
     pub spread_single_source: bool,
+    /// Send UDP from a second socket on the same address that no epoll set watches (saves the
+    /// kernel a write-space wake-up per datagram; see src/transport/sockets.rs).
+    pub udp_send_socket: bool,
     /// Host (or address) the server writes in its own Via; default: the SIP address's IP.
     pub advertise: Option<String>,
     /// Outbound proxy URI for relayed MESSAGEs (D10), written as a Route header.
@@ -133,6 +136,7 @@ impl Default for Config {
             so_sndbuf_bytes: 4 << 20,
             udp_batch: 32,
             spread_single_source: true,
+            udp_send_socket: true,
             advertise: None,
             outbound_proxy: None,
             auth: true,

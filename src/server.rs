@@ -80,6 +80,7 @@ impl Server {
             so_rcvbuf: cfg.so_rcvbuf_bytes,
             so_sndbuf: cfg.so_sndbuf_bytes,
             spread_single_source: cfg.spread_single_source,
+            udp_send_socket: cfg.udp_send_socket,
             udp_uring: cfg.udp_uring,
             ..TransportConfig::default()
         };
