@@ -100,7 +100,11 @@ fn from_storage(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 /// Sends `payloads[i]` to `dests[i]` (or every payload to `dests[0]` when there is one
 /// destination) with one `sendmmsg` call per [`MAX_BATCH`]. Returns how many were sent; an
 /// error only when not even the first could be sent.
-pub fn send_batch(fd: RawFd, payloads: &[&[u8]], dests: &[RawAddr]) -> io::Result<usize> {
+pub fn send_batch<P: AsRef<[u8]>>(
+    fd: RawFd,
+    payloads: &[P],
+    dests: &[RawAddr],
+) -> io::Result<usize> {
     let mut sent = 0;
     // Bounded: each round sends at least one datagram or returns.
     while sent < payloads.len() {
@@ -110,6 +114,7 @@ pub fn send_batch(fd: RawFd, payloads: &[&[u8]], dests: &[RawAddr]) -> io::Resul
         // SAFETY: as above.
         let mut headers: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
         for (i, payload) in chunk.iter().enumerate() {
+            let payload = payload.as_ref();
             let dest = if dests.len() == 1 {
                 &dests[0]
             } else {

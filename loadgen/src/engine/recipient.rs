@@ -4,6 +4,7 @@
 //! reached the wrong recipient, is counted as a mismatch here too.
 #![forbid(unsafe_code)]
 
+use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -119,6 +120,7 @@ impl Recipients {
             run_id,
             stats: RecipientStats::default(),
             out: Vec::with_capacity(1024),
+            tag: String::with_capacity(32),
         };
         let thread_stop = stop.clone();
         let handle = std::thread::Builder::new()
@@ -156,6 +158,8 @@ struct Side {
     run_id: u32,
     stats: RecipientStats,
     out: Vec<u8>,
+    /// The To tag of the answer being written.
+    tag: String,
 }
 
 impl Side {
@@ -178,8 +182,10 @@ impl Side {
             b"OPTIONS" => (200, "OK"),
             _ => (501, "Not Implemented"),
         };
-        let tag = format!("lgr{:x}", self.stats.delivered);
-        if write_response(request, code, reason, &tag, &mut self.out) {
+        self.tag.clear();
+        // Writing to a String cannot fail; the capacity is reused (no allocation per message).
+        let _ = write!(self.tag, "lgr{:x}", self.stats.delivered);
+        if write_response(request, code, reason, &self.tag, &mut self.out) {
             self.stats.answered += 1;
             true
         } else {
@@ -237,12 +243,14 @@ fn user_of(value: &[u8]) -> Option<u32> {
         .windows(5)
         .position(|w| w.eq_ignore_ascii_case(b"sip:u"))?
         + 5;
-    let digits: Vec<u8> = value[start..]
+    let digits = value[start..]
         .iter()
-        .copied()
-        .take_while(u8::is_ascii_digit)
-        .collect();
-    std::str::from_utf8(&digits).ok()?.parse().ok()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&value[start..start + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Where a UDP response goes: the top Via's received/rport or sent-by (RFC 3261 §18.2.2,
@@ -289,10 +297,11 @@ fn serve(
     let started = Instant::now();
     let socket_count = udp.len();
     // Bounded by the stop flag and max_lifetime.
+    let mut ready: Vec<usize> = Vec::with_capacity(socket_count);
     while !stop.is_set() && started.elapsed() < cfg.max_lifetime {
         poll.poll(&mut events, Some(Duration::from_millis(20)))?;
         // Level-style: try every UDP socket that had an event, until drained.
-        let mut ready: Vec<usize> = Vec::new();
+        ready.clear();
         for event in &events {
             match event.token() {
                 LISTENER => accept_all(listener.as_ref(), &poll, &mut peers)?,
@@ -304,7 +313,7 @@ fn serve(
                 Token(i) => ready.push(i),
             }
         }
-        for i in ready {
+        for &i in &ready {
             let Some(socket) = udp.get(i) else { continue };
             // Bounded: at most 256 batches per wake-up; the next poll comes back for the rest.
             for _ in 0..256 {
@@ -322,9 +331,7 @@ fn serve(
                     }
                 }
                 if !dests.is_empty() {
-                    let slices: Vec<&[u8]> =
-                        replies[..dests.len()].iter().map(Vec::as_slice).collect();
-                    let _ = sys::send_batch(socket.as_raw_fd(), &slices, &dests);
+                    let _ = sys::send_batch(socket.as_raw_fd(), &replies[..dests.len()], &dests);
                 }
                 if n < MAX_BATCH {
                     break;

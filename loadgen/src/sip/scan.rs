@@ -42,22 +42,46 @@ fn first_line(msg: &[u8]) -> &[u8] {
 }
 
 fn memchr_crlf(msg: &[u8]) -> Option<usize> {
-    msg.windows(2).position(|w| w == b"\r\n")
+    memchr::memmem::find(msg, b"\r\n")
 }
 
 /// Iterates the header lines (name, value) of a message, stopping at the blank line. Folded
 /// continuation lines (RFC 3261 §7.3.1) are rare in responses and returned as separate unnamed
 /// lines, which no lookup matches.
-pub fn headers(msg: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+pub fn headers(msg: &[u8]) -> Headers<'_> {
     let start = memchr_crlf(msg).map_or(msg.len(), |p| p + 2);
-    msg[start..]
-        .split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-        .take_while(|line| !line.is_empty())
-        .filter_map(|line| {
-            let colon = line.iter().position(|&b| b == b':')?;
-            Some((trim(&line[..colon]), trim(&line[colon + 1..])))
-        })
+    Headers { msg, at: start }
+}
+
+/// The iterator [`headers`] returns: lines found with `memchr` (the recipients and the
+/// senders look up a few headers in every message they receive).
+pub struct Headers<'a> {
+    msg: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for Headers<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Bounded: every round moves `at` forward past one line.
+        while self.at < self.msg.len() {
+            let rest = &self.msg[self.at..];
+            let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            self.at += end + 1;
+            let line = &rest[..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                // The blank line ends the headers.
+                self.at = self.msg.len();
+                return None;
+            }
+            if let Some(colon) = memchr::memchr(b':', line) {
+                return Some((trim(&line[..colon]), trim(&line[colon + 1..])));
+            }
+        }
+        None
+    }
 }
 
 /// The first value of header `long` (or its compact form), compared without case.
@@ -242,6 +266,53 @@ mod tests {
         );
         assert_eq!(header(RESPONSE, b"CSeq", None), Some(&b"1 MESSAGE"[..]));
         assert_eq!(header(RESPONSE, b"Contact", Some(b'm')), None);
+    }
+
+    /// What `headers` yields, written the slow obvious way: lines split at LF (a trailing CR
+    /// dropped), up to the first empty line, those with a colon, name and value trimmed.
+    fn headers_reference(msg: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let start = msg
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(msg.len(), |p| p + 2);
+        let mut out = Vec::new();
+        for line in msg[start..].split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                break;
+            }
+            if let Some(c) = line.iter().position(|&b| b == b':') {
+                out.push((trim(&line[..c]).to_vec(), trim(&line[c + 1..]).to_vec()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn headers_match_the_reference_on_odd_layouts() {
+        let cases: [&[u8]; 9] = [
+            RESPONSE,
+            b"SIP/2.0 200 OK\r\nVia: a\r\n\r\nBody: not a header\r\n",
+            b"SIP/2.0 200 OK\nVia: bare LF\nTo: x\n\nbody",
+            b"SIP/2.0 200 OK\r\nno colon here\r\n  folded: ok \r\nX:\r\n:empty name\r\n",
+            b"SIP/2.0 200 OK\r\nLast: no newline at the end",
+            b"SIP/2.0 200 OK\r\n",
+            b"SIP/2.0 200 OK",
+            b"",
+            b"SIP/2.0 200 OK\r\nA: 1\r\n\r\n\r\nB: 2\r\n",
+        ];
+        for msg in cases {
+            let got: Vec<(Vec<u8>, Vec<u8>)> = headers(msg)
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect();
+            assert_eq!(
+                got,
+                headers_reference(msg),
+                "{:?}",
+                String::from_utf8_lossy(msg)
+            );
+        }
+        assert_eq!(headers(RESPONSE).count(), 6);
     }
 
     #[test]

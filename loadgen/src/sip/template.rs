@@ -306,6 +306,21 @@ pub fn write_publish(
 /// Answers a request the way a UAS does (RFC 3261 §8.2.6.2): copy every Via in order, From,
 /// To (adding our tag when it has none), Call-ID and CSeq; no body. Returns false when a
 /// mandatory header is missing, so the caller can count the request as unanswerable.
+/// Appends `v` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 pub fn write_response(
     request: &[u8],
     code: u16,
@@ -317,10 +332,19 @@ pub fn write_response(
     let mut to = None;
     let mut call_id = None;
     let mut cseq = None;
-    let mut vias: Vec<&[u8]> = Vec::new();
+    // The Via values in order: a 200 to a relayed MESSAGE has two; more go to `more_vias`
+    // (no allocation for the usual case).
+    let mut vias: [&[u8]; 4] = [&[]; 4];
+    let mut n_vias = 0;
+    let mut more_vias: Vec<&[u8]> = Vec::new();
     for (name, value) in scan::headers(request) {
         if scan::name_matches(name, b"Via", Some(b'v')) {
-            vias.push(value);
+            if n_vias < vias.len() {
+                vias[n_vias] = value;
+                n_vias += 1;
+            } else {
+                more_vias.push(value);
+            }
         } else if scan::name_matches(name, b"From", Some(b'f')) {
             from = Some(value);
         } else if scan::name_matches(name, b"To", Some(b't')) {
@@ -334,11 +358,15 @@ pub fn write_response(
     let (Some(from), Some(to), Some(call_id), Some(cseq)) = (from, to, call_id, cseq) else {
         return false;
     };
-    if vias.is_empty() {
+    if n_vias == 0 {
         return false;
     }
-    out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
-    for via in vias {
+    out.extend_from_slice(b"SIP/2.0 ");
+    push_decimal(out, u64::from(code));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for via in vias[..n_vias].iter().chain(&more_vias) {
         out.extend_from_slice(b"Via: ");
         out.extend_from_slice(via);
         out.extend_from_slice(b"\r\n");
@@ -529,6 +557,45 @@ mod tests {
             "t",
             &mut Vec::new()
         ));
+    }
+
+    #[test]
+    fn response_keeps_every_via_in_order_and_writes_the_code() {
+        let vias: Vec<String> = (0..7)
+            .map(|i| format!("SIP/2.0/UDP 127.0.0.{i}:50{i}0;branch=z9hG4bK{i}"))
+            .collect();
+        let mut request = String::from("MESSAGE sip:x SIP/2.0\r\n");
+        for v in &vias {
+            request += &format!("Via: {v}\r\n");
+        }
+        request +=
+            "From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: c\r\nCSeq: 9 MESSAGE\r\n\r\n";
+        for (code, reason) in [(100, "Trying"), (200, "OK"), (603, "Decline"), (699, "X")] {
+            let mut out = Vec::new();
+            assert!(write_response(
+                request.as_bytes(),
+                code,
+                reason,
+                "t",
+                &mut out
+            ));
+            let text = String::from_utf8(out).expect("utf8");
+            assert!(
+                text.starts_with(&format!("SIP/2.0 {code} {reason}\r\n")),
+                "{text}"
+            );
+            let got: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("Via: "))
+                .collect();
+            assert_eq!(got, vias, "{text}");
+        }
+        let mut digits = Vec::new();
+        for v in [0u64, 7, 10, 99, 100, 65_535, u64::MAX] {
+            digits.clear();
+            push_decimal(&mut digits, v);
+            assert_eq!(digits, v.to_string().as_bytes());
+        }
     }
 
     #[test]
