@@ -65,13 +65,16 @@ fn try_bind_all(cfg: &TransportConfig, workers: usize) -> io::Result<Bound> {
         tcp.push(tcp_listener(addr)?);
     }
     // With one worker the program returns 0 for every datagram (random % 1): it only keeps the
-    // send-only socket out of delivery.
-    let program = (workers == 1 || cfg.spread_single_source)
+    // send-only socket out of delivery. With several, it is the spreading program, attached
+    // only when spreading is asked for.
+    let want_spread = cfg.spread_single_source && workers > 1;
+    let program = (want_spread || (cfg.udp_send_socket && workers == 1))
         && match sys::attach_random_reuseport_cbpf(udp[0].as_raw_fd(), workers as u32) {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "transport: SO_ATTACH_REUSEPORT_CBPF failed; \
-                    one source address will use one worker");
+                    one source address will use one worker, and UDP leaves from the \
+                    receiving sockets");
                 false
             }
         };

@@ -504,13 +504,22 @@ fn udp_sockets_on(port: u16) -> usize {
 
 #[test]
 fn udp_sends_leave_from_a_socket_that_never_receives() {
-    for (workers, apart) in [(1, true), (2, true), (1, false)] {
+    // (workers, send socket asked for, spreading asked for, send sockets expected): with
+    // several workers and no spreading there is no program, so no send-only socket either.
+    for (workers, apart, spread, made) in [
+        (1, true, false, true),
+        (2, true, true, true),
+        (1, false, true, false),
+        (2, true, false, false),
+    ] {
         let (t, _) = start_toy(TransportConfig {
             udp_send_socket: apart,
+            spread_single_source: spread,
             ..cfg(workers)
         });
+        assert_eq!(t.spreading(), spread && workers > 1);
         let port = t.local_addr().port();
-        let want = if apart { 2 * workers } else { workers };
+        let want = if made { 2 * workers } else { workers };
         assert_eq!(
             udp_sockets_on(port),
             want,
