@@ -565,7 +565,9 @@ def write(out_dir, report_path, plots_dir):
                          f"paired, median p99 of {nr} rounds: **{us(ps['i_p99'])} µs** at {ps['i_rate']:,}/s, "
                          f"under 1 ms in {ps['i_under']} of {nr}; echo floor in the same rounds: "
                          f"{us(ps['e_p99'])} µs at {ps['e_rate']:,}/s, under 1 ms in {ps['e_under']} of {nr}"
-                         + sweep_txt,
+                         + sweep_txt
+                         + ("" if ok or stall_floor is None else
+                            f"; machine stalls alone delay a request >= 1 ms {stall_floor * 100:.2f}% of the time"),
                          "PASS" if ok else "FAIL"])
         elif half:
             s = half[0]
