@@ -93,6 +93,10 @@ fn write_decimal(dst: &mut [u8], mut value: u64) {
 }
 
 pub fn decimal_digits(value: u32) -> usize {
+    decimal_width(u64::from(value))
+}
+
+fn decimal_width(value: u64) -> usize {
     value.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
@@ -303,24 +307,16 @@ pub fn write_publish(
     out.extend_from_slice(text.as_bytes());
 }
 
+/// Appends `v` in decimal.
+fn push_decimal(out: &mut Vec<u8>, v: u64) {
+    let at = out.len();
+    out.resize(at + decimal_width(v), b'0');
+    write_decimal(&mut out[at..], v);
+}
+
 /// Answers a request the way a UAS does (RFC 3261 §8.2.6.2): copy every Via in order, From,
 /// To (adding our tag when it has none), Call-ID and CSeq; no body. Returns false when a
 /// mandatory header is missing, so the caller can count the request as unanswerable.
-/// Appends `v` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
 pub fn write_response(
     request: &[u8],
     code: u16,
