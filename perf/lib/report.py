@@ -513,6 +513,9 @@ def write(out_dir, report_path, plots_dir):
         by_label[label] = by_label.get(label, 0.0) + h["delayed_over_1ms_fraction"]
     stall_floor = max(by_label.values()) if by_label else None
 
+    # The paired rounds' summary of each UDP (users, blocked) case that has them.
+    paired = {(n, b): ps for tr, n, b in groups if tr == "udp" and (ps := paired_summary(n, b))}
+
     # ---------------- goals
     L.append("## Goals")
     L.append("")
@@ -529,7 +532,7 @@ def write(out_dir, report_path, plots_dir):
     for k in groups:
         tr, n, b = k
         im = closed("imserver", k)
-        ps = paired_summary(n, b) if tr == "udp" else None
+        ps = paired.get((n, b)) if tr == "udp" else None
         sweep_txt, sweep_verdict = None, None
         if tr == "udp" and im and echo_closed and im["cpu_us_per_dgram"] and echo_closed["cpu_us_per_dgram"]:
             r = im["cpu_us_per_dgram"] / echo_closed["cpu_us_per_dgram"]
@@ -555,7 +558,7 @@ def write(out_dir, report_path, plots_dir):
     for k in groups:
         tr, n, b = k
         half = [s for s in pick("imserver", k, "latency") if abs(s["fraction"] - 0.5) < 1e-9]
-        ps = paired_summary(n, b) if tr == "udp" else None
+        ps = paired.get((n, b)) if tr == "udp" else None
         if ps and ps["i_p99"] is not None:
             nr = len([x for x in ps["rounds"] if x["il"]])
             ok = ps["i_p99"] < GOAL_P99_US and ps["i_all_sustained"]
@@ -622,7 +625,7 @@ def write(out_dir, report_path, plots_dir):
         L.append("")
 
     # ---------------- paired rounds
-    paired_keys = [k for k in groups if k[0] == "udp" and paired_rounds(k[1], k[2])]
+    paired_keys = [k for k in groups if k[0] == "udp" and (k[1], k[2]) in paired]
     if paired_keys:
         L.append("## Paired with the echo floor")
         L.append("")
@@ -634,7 +637,7 @@ def write(out_dir, report_path, plots_dir):
                  f"over the rounds are what the goals use.")
         L.append("")
         for k in paired_keys:
-            ps = paired_summary(k[1], k[2])
+            ps = paired[(k[1], k[2])]
             L.append(f"**udp, {k[1]:,} users, blocked share {k[2]}**")
             L.append("")
             rows = []
