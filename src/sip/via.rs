@@ -5,7 +5,7 @@
 
 use super::error::SyntaxError;
 use super::hdr::HeaderName;
-use super::lex::{CommaIter, is_ws, skip_ws, token_end, trim};
+use super::lex::{CommaIter, is_token_char, is_value_char, is_ws, skip_ws, token_end, trim};
 use super::params::{self, Param, Params, RPort};
 use super::scan::{Memo, Span, View};
 use super::uri::{Host, host_name_prefix, parse_host, parse_port};
@@ -131,6 +131,88 @@ pub fn parse(elem: &[u8]) -> Result<Via<'_>, SyntaxError> {
 /// [`parse`] plus its [`HopParams`], read while the parameters are validated (one pass).
 pub fn parse_hop(elem: &[u8]) -> Result<(Via<'_>, HopParams<'_>), SyntaxError> {
     let s = trim(elem);
+    if let Some(plain) = parse_hop_plain(s) {
+        return Ok(plain);
+    }
+    parse_hop_general(s)
+}
+
+/// [`parse_hop`] for the shape nearly every Via has, `SIP/2.0/<transport> <host>[:<port>]`
+/// and `;name[=value]` parameters with no whitespace, quotes or IPv6 reference, read in one
+/// straight pass. `None` for anything else (including every error), which the general parser
+/// then reads; where this returns a parse, it is the general parser's (tested).
+fn parse_hop_plain(s: &[u8]) -> Option<(Via<'_>, HopParams<'_>)> {
+    const PREFIX: &[u8] = b"SIP/2.0/";
+    let after = s.strip_prefix(PREFIX)?;
+    let t_len = after.iter().position(|&b| !is_token_char(b))?;
+    if t_len == 0 || after[t_len] != b' ' {
+        return None;
+    }
+    let h0 = PREFIX.len() + t_len + 1;
+    let (h_len, kind) = host_name_prefix(s.get(h0..)?);
+    let host_kind = kind.ok()?;
+    if h_len == 0 {
+        return None;
+    }
+    let mut i = h0 + h_len;
+    let mut port = None;
+    if s.get(i) == Some(&b':') {
+        let digits = s[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        port = Some(parse_port(&s[i + 1..i + 1 + digits]).ok()?);
+        i += 1 + digits;
+    }
+    let params_off = i;
+    let mut hop = HopScan::default();
+    while i < s.len() {
+        if s[i] != b';' {
+            return None;
+        }
+        let n0 = i + 1;
+        let n1 = n0
+            + s[n0..]
+                .iter()
+                .position(|&b| !is_token_char(b))
+                .unwrap_or(s.len() - n0);
+        if n1 == n0 {
+            return None;
+        }
+        let mut value = None;
+        i = n1;
+        if s.get(i) == Some(&b'=') {
+            let v0 = i + 1;
+            let v1 = v0
+                + s[v0..]
+                    .iter()
+                    .position(|&b| !is_value_char(b))
+                    .unwrap_or(s.len() - v0);
+            if v1 == v0 {
+                return None;
+            }
+            value = Some(&s[v0..v1]);
+            i = v1;
+        }
+        hop.take(Param {
+            name: &s[n0..n1],
+            value,
+        });
+    }
+    let via = Via {
+        protocol: &s[..3],
+        version: &s[4..7],
+        transport: &after[..t_len],
+        host: &s[h0..h0 + h_len],
+        host_kind,
+        port,
+        params: Params::validated(&s[params_off..]),
+        params_off,
+        raw: s,
+    };
+    Some((via, hop.done()))
+}
+
+/// [`parse_hop`] for any Via value (already trimmed): LWS around every separator, quoted
+/// parameter values, IPv6 references.
+fn parse_hop_general(s: &[u8]) -> Result<(Via<'_>, HopParams<'_>), SyntaxError> {
     if s.is_empty() {
         return Err(SyntaxError::Empty);
     }
@@ -414,6 +496,88 @@ mod tests {
             (bare.branch, bare.rport, bare.received),
             (None, RPort::Absent, None)
         );
+    }
+
+    /// The plain-shape reader takes the Vias clients and proxies write, so they skip the
+    /// general parser, and gives them the general parser's reading.
+    #[test]
+    fn plain_shape_is_read_in_one_pass() {
+        for v in [
+            "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK0123456789abcdef",
+            "SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK-74bf9;rport",
+            "SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK-74bf9;rport=5070;received=10.0.0.1",
+            "SIP/2.0/TCP proxy.example.com;branch=z9hG4bK1;cid=0.1.2",
+            "SIP/2.0/SCTP h;received;ttl=3;maddr=[2001:db8::1]",
+            "SIP/2.0/UDP h",
+            "SIP/2.0/UDP h:1",
+        ] {
+            let plain = parse_hop_plain(v.as_bytes());
+            assert!(plain.is_some(), "{v}");
+            assert_eq!(plain, parse_hop_general(v.as_bytes()).ok(), "{v}");
+        }
+        // Not the plain shape: left to the general parser, which may accept or refuse it.
+        for v in [
+            "SIP / 2.0/UDP h",
+            "sip/2.0/UDP h",
+            "SIP/2.0/UDP  h",
+            "SIP/2.0/UDP [::1]:5060",
+            "SIP/2.0/UDP h ;branch=1",
+            "SIP/2.0/UDP h;branch = 1",
+            "SIP/2.0/UDP h;branch=\"q\"",
+            "SIP/2.0/UDP h;;",
+            "SIP/2.0/UDP h;branch=",
+            "SIP/2.0/UDP h;branch=;rport",
+            "SIP/2.0/UDP h:99999",
+            "SIP/2.0/UDP h junk",
+            "SIP/2.0/UDP 256.1.1.1",
+            "SIP/2.0/ h",
+        ] {
+            assert_eq!(parse_hop_plain(v.as_bytes()), None, "{v}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+        /// Wherever the plain-shape reader answers, its answer is the general parser's: Vias
+        /// built as prefix, host, port and parameters, each part drawn from plain spellings
+        /// (listed more than once, so that most Vias are plain but for one part) and odd ones
+        /// (whitespace, quotes, empty names and values, bad hosts and ports).
+        #[test]
+        fn plain_shape_agrees_with_general(
+            prefix in proptest::sample::select(vec![
+                "SIP/2.0/UDP ", "SIP/2.0/UDP ", "SIP/2.0/UDP ", "SIP/2.0/TCP ", "SIP/2.0/X-Y ",
+                "SIP/2.0/", "SIP/2.0/UDP", "SIP/2.0/UDP  ", "SIP/2.0 /UDP ", "",
+            ]),
+            host in proptest::sample::select(vec![
+                "h", "Example.COM", "192.0.2.1", "1.2.3", "256.0.0.1", "01.2.3.4", "[::1]",
+                "a_b", "-x", "", " h", "h ",
+            ]),
+            port in proptest::sample::select(vec![
+                "", "", "", ":5060", ":0", ":99999", ":", ": 1", ":1a",
+            ]),
+            params in proptest::collection::vec((
+                proptest::sample::select(vec![";", ";", ";", ";", ";", " ;", "; ", ";;", ",", ""]),
+                proptest::sample::select(vec![
+                    "branch", "rport", "received", "Branch", "RPORT", "ttl", "maddr", "x-1", "",
+                    "a b", "@",
+                ]),
+                proptest::sample::select(vec![
+                    "", "=", "=z9hG4bK1", "=5070", "=10.0.0.1", "=[2001:db8::1]", "=\"q\"",
+                    "= 1", "=a:b", "=%", "=,",
+                ]),
+            ), 0..5),
+        ) {
+            let mut via = format!("{prefix}{host}{port}");
+            for (sep, name, value) in params {
+                via.push_str(sep);
+                via.push_str(name);
+                via.push_str(value);
+            }
+            let s = trim(via.as_bytes());
+            if let Some(plain) = parse_hop_plain(s) {
+                proptest::prop_assert_eq!(Ok(plain), parse_hop_general(s), "{}", via);
+            }
+        }
     }
 
     #[test]
