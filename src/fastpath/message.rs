@@ -6,7 +6,7 @@ use super::{Shared, reply};
 use crate::gate::{Kind, Outcome};
 use crate::metrics::Decision;
 use crate::policy::{IdBuf, PolicyTable, Verdict, normalize, normalize_sip_parts};
-use crate::sip::uri::{self, Scheme, Uri};
+use crate::sip::uri::{self, Scheme, Uri, UriShape};
 use crate::sip::{HeaderName, View, nameaddr, write};
 use crate::transport::{ConnRef, Dest, Outbox, Source, Transport};
 
@@ -40,12 +40,29 @@ impl Scratch {
     /// remembers it for [`on_message`], and returns its hash in `policy` (whose cell the call
     /// starts loading). `None` when the hint does not apply.
     pub fn hint_recipient(&mut self, msg: &[u8], policy: &PolicyTable) -> Option<u64> {
-        let raw = recipient_hint(msg, &mut self.recipient)?;
+        let (raw, shape) = recipient_hint(msg, &mut self.recipient)?;
         let id = self.recipient.as_bytes();
         let hash = policy.prefetch_cell(id);
-        self.hints.push(raw, id, hash);
+        self.hints.push(raw, shape, id, hash);
         Some(hash)
     }
+
+    /// The hint for Request-URI `raw`, when the batch's prefetch made one: which it is (for
+    /// [`on_message`]) and the Request-URI's parse, over `raw`, for validation.
+    pub fn peek_hint<'a>(&self, raw: &'a [u8]) -> Option<(HintRef, Uri<'a>)> {
+        let k = self.hints.find(raw)?;
+        Some((HintRef(k), self.hints.entries[k].shape.uri(raw)))
+    }
+}
+
+/// A recipient hint found by [`Scratch::peek_hint`] for the message being handled.
+#[derive(Clone, Copy, Debug)]
+pub struct HintRef(usize);
+
+/// A MESSAGE's Request-URI as validation parsed it, and the batch's hint for it, if any.
+pub struct RequestUri<'r, 'a> {
+    pub parsed: &'r Uri<'a>,
+    pub hint: Option<HintRef>,
 }
 
 /// Recipients worked out ahead of handling (by the receive batch's prefetch), keyed by the
@@ -67,6 +84,8 @@ struct Hint {
     raw_len: usize,
     id_len: usize,
     hash: u64,
+    /// The Request-URI's parse, as places in its bytes.
+    shape: UriShape,
 }
 
 impl BatchHints {
@@ -78,7 +97,7 @@ impl BatchHints {
 
     /// Remembers one recipient, unless that would grow the buffers (a batch of very long
     /// Request-URIs): the fast path does not allocate per message, and a hint is optional.
-    fn push(&mut self, raw: &[u8], id: &[u8], hash: u64) {
+    fn push(&mut self, raw: &[u8], shape: UriShape, id: &[u8], hash: u64) {
         let at = self.bytes.len();
         if at + raw.len() + id.len() > self.bytes.capacity()
             || self.entries.len() == self.entries.capacity()
@@ -92,19 +111,32 @@ impl BatchHints {
             raw_len: raw.len(),
             id_len: id.len(),
             hash,
+            shape,
         });
     }
 
     /// The identity and hash hinted for Request-URI `raw`: the next entry whose bytes are
     /// `raw` (entries of messages that never got here are skipped).
+    #[cfg(test)]
     fn take(&mut self, raw: &[u8]) -> Option<(&[u8], u64)> {
+        let k = self.find(raw)?;
+        self.take_at(k)
+    }
+
+    /// The index of the next entry whose bytes are `raw`, not taken.
+    fn find(&self, raw: &[u8]) -> Option<usize> {
         let bytes = &self.bytes;
-        let k = self.entries[self.next.min(self.entries.len())..]
+        let from = self.next.min(self.entries.len());
+        self.entries[from..]
             .iter()
-            .position(|h| bytes.get(h.at..h.at + h.raw_len) == Some(raw))?
-            + self.next;
+            .position(|h| bytes.get(h.at..h.at + h.raw_len) == Some(raw))
+            .map(|k| k + from)
+    }
+
+    /// Takes entry `k` (found by [`BatchHints::find`]); entries before it are passed over.
+    fn take_at(&mut self, k: usize) -> Option<(&[u8], u64)> {
+        let h = *self.entries.get(k).filter(|_| k >= self.next)?;
         self.next = k + 1;
-        let h = self.entries[k];
         let id = &self.bytes[h.at + h.raw_len..h.at + h.raw_len + h.id_len];
         Some((id, h.hash))
     }
@@ -194,13 +226,13 @@ fn ruri_recipient(raw: &[u8], u: &Uri<'_>, out: &mut IdBuf) -> bool {
 /// Request-URI bytes it came from returned. `None` where `recipient` would look further (To)
 /// or the bytes are not a MESSAGE. The message itself is still scanned and validated whole
 /// before anything is decided.
-fn recipient_hint<'a>(msg: &'a [u8], out: &mut IdBuf) -> Option<&'a [u8]> {
+fn recipient_hint<'a>(msg: &'a [u8], out: &mut IdBuf) -> Option<(&'a [u8], UriShape)> {
     let rest = msg.strip_prefix(b"MESSAGE ")?;
     let end = memchr::memchr(b' ', rest)?;
     let raw = &rest[..end];
-    uri::parse(raw)
-        .is_ok_and(|u| ruri_recipient(raw, &u, out))
-        .then_some(raw)
+    let u = uri::parse(raw).ok()?;
+    let shape = UriShape::of(raw, &u)?;
+    ruri_recipient(raw, &u, out).then_some((raw, shape))
 }
 
 /// The sender (D7): the first P-Asserted-Identity from a trusted peer, else the From URI.
@@ -219,13 +251,14 @@ pub fn on_message(
     worker: usize,
     ids: &mut Scratch,
     view: &View<'_>,
-    ruri: &Uri<'_>,
+    ruri: RequestUri<'_, '_>,
     src: &Source,
     out: &mut Outbox,
 ) {
+    let RequestUri { parsed: ruri, hint } = ruri;
     let counters = shared.metrics.block(worker);
     // The batch's prefetch may have worked the recipient out already (same bytes, same answer).
-    let hinted = ids.hints.take(view.request_uri());
+    let hinted = hint.and_then(|HintRef(k)| ids.hints.take_at(k));
     if hinted.is_none() && !recipient(view, ruri, &mut ids.recipient) {
         reply::send(
             shared,
@@ -397,10 +430,12 @@ mod tests {
 
     #[test]
     fn batch_hints_are_taken_by_their_request_uri() {
+        let shape = |raw: &[u8]| UriShape::of(raw, &uri::parse(raw).unwrap()).unwrap();
+        let any = shape(b"sip:a@x");
         let mut h = Scratch::default().hints;
-        h.push(b"sip:a@x", b"a@x", 1);
-        h.push(b"sip:b@x", b"b@x", 2);
-        h.push(b"sip:c@x", b"c@x", 3);
+        h.push(b"sip:a@x", any, b"a@x", 1);
+        h.push(b"sip:b@x", shape(b"sip:b@x"), b"b@x", 2);
+        h.push(b"sip:c@x", any, b"c@x", 3);
         assert_eq!(h.take(b"sip:b@x"), Some((&b"b@x"[..], 2)));
         // Earlier entries were passed over: their messages never came.
         assert_eq!(h.take(b"sip:a@x"), None);
@@ -412,13 +447,56 @@ mod tests {
         // Past the reserved capacity nothing is remembered (and nothing allocated).
         let cap = h.bytes.capacity();
         let long = vec![b'u'; cap];
-        h.push(&long, b"u@x", 4);
+        h.push(&long, any, b"u@x", 4);
         assert_eq!(h.take(&long), None);
         assert_eq!(h.bytes.capacity(), cap);
         for i in 0..h.entries.capacity() + 1 {
-            h.push(format!("sip:{i}@x").as_bytes(), b"i@x", 5);
+            h.push(format!("sip:{i}@x").as_bytes(), any, b"i@x", 5);
         }
         assert_eq!(h.entries.len(), h.entries.capacity());
+    }
+
+    /// A hint found for a Request-URI gives that URI's parse (for validation) and is taken
+    /// once, by its index, in batch order.
+    #[test]
+    fn peeked_hints_give_the_parse_and_are_taken_once() {
+        let msg = |ruri: &str| format!("MESSAGE {ruri} SIP/2.0\r\n\r\n").into_bytes();
+        let table = PolicyTable::default();
+        let mut ids = Scratch::default();
+        for ruri in [
+            "sip:Bob@EXAMPLE.com;lr",
+            "tel:+1-555-0100",
+            "sips:carol@example.org:5061;transport=tcp",
+        ] {
+            assert!(ids.hint_recipient(&msg(ruri), &table).is_some(), "{ruri}");
+        }
+        // Not a MESSAGE, not a recipient: no hint.
+        assert!(
+            ids.hint_recipient(b"OPTIONS sip:x@y SIP/2.0\r\n", &table)
+                .is_none()
+        );
+        assert!(
+            ids.hint_recipient(&msg("sip:bob@10.0.0.1"), &table)
+                .is_none()
+        );
+        // The bytes validation would see: another copy of the same Request-URI.
+        let tel = b"tel:+1-555-0100".to_vec();
+        let (k, parsed) = ids.peek_hint(&tel).expect("hinted");
+        assert_eq!(parsed, uri::parse(&tel).unwrap());
+        assert!(ids.peek_hint(b"sip:nobody@example.com").is_none());
+        assert_eq!(
+            ids.hints.take_at(k.0).map(|(id, _)| id.to_vec()),
+            Some(b"tel:+15550100".to_vec())
+        );
+        // Taken, and the entry before it passed over.
+        assert!(ids.hints.take_at(k.0).is_none());
+        assert!(ids.hints.take_at(0).is_none());
+        assert!(ids.peek_hint(b"sip:Bob@EXAMPLE.com;lr").is_none());
+        let sips = b"sips:carol@example.org:5061;transport=tcp";
+        let (_, parsed) = ids.peek_hint(sips).expect("hinted");
+        assert_eq!(parsed, uri::parse(sips).unwrap());
+        ids.clear_hints();
+        assert!(ids.peek_hint(sips).is_none());
     }
 
     /// The prefetch hint names the recipient `recipient` finds from the Request-URI, and no

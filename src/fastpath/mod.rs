@@ -112,7 +112,12 @@ impl FastPath {
             );
             return;
         }
-        let ruri = match validate::check_request_uri(&view, &self.shared.limits) {
+        // A MESSAGE's Request-URI was parsed by the batch's prefetch: validation takes it.
+        let (hint, parsed_ruri) = match self.ids.peek_hint(view.request_uri()) {
+            Some((hint, u)) if view.method() == Method::Message => (Some(hint), Some(u)),
+            _ => (None, None),
+        };
+        let ruri = match validate::check_request_parsed(&view, &self.shared.limits, parsed_ruri) {
             Ok(ruri) => ruri,
             Err(rej) => {
                 reply::reject(&self.shared, self.worker, &view, src, &rej, out);
@@ -125,7 +130,10 @@ impl FastPath {
                 self.worker,
                 &mut self.ids,
                 &view,
-                &ruri,
+                message::RequestUri {
+                    parsed: &ruri,
+                    hint,
+                },
                 src,
                 out,
             ),

@@ -68,6 +68,86 @@ impl<'a> Uri<'a> {
     }
 }
 
+/// Where a parsed [`Uri`]'s parts sit in the bytes it was parsed from, so the same parse can
+/// be had again from those bytes without parsing them (a batch's prefetch parses a
+/// Request-URI that validation needs next). Offsets are relative to the URI's first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UriShape {
+    scheme: Scheme,
+    scheme_raw: Part,
+    user: Option<Part>,
+    password: Option<Part>,
+    host: Part,
+    host_kind: Host,
+    port: Option<u16>,
+    params: Part,
+    headers: Option<Part>,
+    opaque: Part,
+}
+
+/// A sub-slice as (offset, length) in the URI's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Part(u32, u32);
+
+impl Part {
+    /// `part` as a place in `raw`: any empty part is the empty part (a parse may write a
+    /// literal `b""`); `None` when a non-empty part is not inside `raw`.
+    fn of(raw: &[u8], part: &[u8]) -> Option<Part> {
+        if part.is_empty() {
+            return Some(Part(0, 0));
+        }
+        let off = (part.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+        let inside = off <= raw.len() && raw.len() - off >= part.len();
+        // `raw` is at most u32::MAX long (checked by the caller), so both fit.
+        inside.then_some(Part(off as u32, part.len() as u32))
+    }
+
+    fn slice(self, raw: &[u8]) -> &[u8] {
+        let (a, n) = (self.0 as usize, self.1 as usize);
+        raw.get(a..a + n).unwrap_or_default()
+    }
+}
+
+impl UriShape {
+    /// The shape of `uri`, a parse of `raw`; `None` for a URI too long to describe (4 GiB).
+    pub fn of(raw: &[u8], uri: &Uri<'_>) -> Option<UriShape> {
+        u32::try_from(raw.len()).ok()?;
+        let at = |p: &[u8]| Part::of(raw, p);
+        let opt = |p: Option<&[u8]>| match p {
+            Some(p) => at(p).map(Some),
+            None => Some(None),
+        };
+        Some(UriShape {
+            scheme: uri.scheme,
+            scheme_raw: at(uri.scheme_raw)?,
+            user: opt(uri.user)?,
+            password: opt(uri.password)?,
+            host: at(uri.host)?,
+            host_kind: uri.host_kind,
+            port: uri.port,
+            params: at(uri.params)?,
+            headers: opt(uri.headers)?,
+            opaque: at(uri.opaque)?,
+        })
+    }
+
+    /// The parse this shape was taken from, over `raw`: the same bytes it was taken from.
+    pub fn uri<'a>(&self, raw: &'a [u8]) -> Uri<'a> {
+        Uri {
+            scheme: self.scheme,
+            scheme_raw: self.scheme_raw.slice(raw),
+            user: self.user.map(|p| p.slice(raw)),
+            password: self.password.map(|p| p.slice(raw)),
+            host: self.host.slice(raw),
+            host_kind: self.host_kind,
+            port: self.port,
+            params: self.params.slice(raw),
+            headers: self.headers.map(|p| p.slice(raw)),
+            opaque: self.opaque.slice(raw),
+        }
+    }
+}
+
 /// Iterator over `a=b;c` URI parameters.
 #[derive(Clone, Debug)]
 pub struct UriParams<'a> {
@@ -711,6 +791,13 @@ mod tests {
         ) {
             let s = format!("{prefix}{}", body.concat()).into_bytes();
             proptest::prop_assert_eq!(parse(&s), previous::parse(&s), "{}", String::from_utf8_lossy(&s));
+            // The shape of a parse gives that parse back over the same bytes anywhere else.
+            if let Ok(u) = parse(&s) {
+                let shape = UriShape::of(&s, &u);
+                proptest::prop_assert!(shape.is_some(), "{}", String::from_utf8_lossy(&s));
+                let copy = s.clone();
+                proptest::prop_assert_eq!(shape.map(|sh| sh.uri(&copy)), Some(u));
+            }
         }
     }
 }

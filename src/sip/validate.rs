@@ -133,11 +133,14 @@ struct Syntax<'a> {
     to_scheme: Option<Scheme>,
 }
 
-fn check_syntax<'a>(v: &View<'a>) -> Result<Syntax<'a>, Reject> {
+fn check_syntax<'a>(v: &View<'a>, parsed_ruri: Option<Uri<'a>>) -> Result<Syntax<'a>, Reject> {
     use HeaderName::*;
     // Request-URI (§25.1: no LWS inside, RFC 4475 lwsruri; no brackets, ltgtruri).
-    let ruri = uri::parse(v.request_uri())
-        .map_err(|_| Reject::new(400, "Bad Request - Malformed Request-URI"))?;
+    let ruri = match parsed_ruri {
+        Some(u) => u,
+        None => uri::parse(v.request_uri())
+            .map_err(|_| Reject::new(400, "Bad Request - Malformed Request-URI"))?,
+    };
     // §19.1.1 table: the headers component is not allowed in a Request-URI (RFC 4475 escruri).
     if ruri.headers.is_some() {
         return Err(Reject::new(400, "Bad Request - Headers in Request-URI"));
@@ -236,6 +239,17 @@ pub fn check_request(v: &View<'_>, limits: &Limits) -> Result<(), Reject> {
 /// [`check_request`], returning the Request-URI it parsed on the way, for a caller that needs
 /// it next (the MESSAGE recipient) and should not parse it again.
 pub fn check_request_uri<'a>(v: &View<'a>, limits: &Limits) -> Result<Uri<'a>, Reject> {
+    check_request_parsed(v, limits, None)
+}
+
+/// [`check_request_uri`] for a caller that has already parsed the Request-URI:
+/// `parsed_ruri`, when given, must be `uri::parse(v.request_uri())`'s `Ok` value (the batch's
+/// prefetch parses MESSAGE Request-URIs before validation).
+pub fn check_request_parsed<'a>(
+    v: &View<'a>,
+    limits: &Limits,
+    parsed_ruri: Option<Uri<'a>>,
+) -> Result<Uri<'a>, Reject> {
     use HeaderName::*;
     if !v.is_request() {
         return Err(Reject::new(400, "Bad Request - Not a Request"));
@@ -248,7 +262,7 @@ pub fn check_request_uri<'a>(v: &View<'a>, limits: &Limits) -> Result<Uri<'a>, R
     if v.len() > max {
         return Err(Reject::new(513, "Message Too Large"));
     }
-    let syntax = check_syntax(v)?;
+    let syntax = check_syntax(v, parsed_ruri)?;
     // §8.2.2... a version other than SIP/2.0 (RFC 4475 badvers).
     if !v.version().eq_ignore_ascii_case(b"SIP/2.0") {
         return Err(Reject::new(505, "Version Not Supported"));
