@@ -155,7 +155,7 @@ fn check_syntax<'a>(v: &View<'a>, parsed_ruri: Option<Uri<'a>>) -> Result<Syntax
         // value is trimmed) or when there are more Via lines.
         let line_end = v.slots().get(top.slot).map_or(0, |s| s.value.end);
         if top.span.end < line_end || v.header_count(Via) > 1 {
-            for vv in via::values(v).skip(1) {
+            for vv in via::values_after(v, &top) {
                 via::parse(v.slice(vv.span)).map_err(|_| bad(Via))?;
             }
         }

@@ -324,6 +324,38 @@ pub fn values<'a>(view: &View<'a>) -> ViaValues<'a> {
     }
 }
 
+/// The Via values of `view` that follow `top` (a value [`values`] yielded), without walking
+/// again to it: the rest of its line after the comma that ended it, then the later Via lines.
+pub fn values_after<'a>(view: &View<'a>, top: &ViaValue) -> ViaValues<'a> {
+    let line_end = view
+        .slots()
+        .get(top.slot)
+        .map_or(0, |s| s.value.end as usize);
+    let after = top.span.end as usize;
+    // Only whitespace separates a value (trimmed) from the comma that ended it.
+    let comma = view
+        .buf()
+        .get(after..line_end)
+        .and_then(|rest| memchr::memchr(b',', rest))
+        .map(|c| after + c + 1);
+    match comma {
+        Some(base) => ViaValues {
+            view: *view,
+            slot: top.slot,
+            inner: Some((
+                CommaIter::new(&view.buf()[base..line_end]),
+                base,
+                top.index_in_line + 1,
+            )),
+        },
+        None => ViaValues {
+            view: *view,
+            slot: top.slot + 1,
+            inner: None,
+        },
+    }
+}
+
 /// Where `part` (a sub-slice of `buf`) sits in `buf`; empty when it is not inside.
 #[inline]
 pub(crate) fn span_in(buf: &[u8], part: &[u8]) -> Span {
@@ -606,6 +638,30 @@ mod tests {
         assert!(parse(b"SIP/2.0 UDP host").is_err());
         assert!(parse(b"SIP/2.0/UDP host:99999").is_err());
         assert!(parse(b"SIP/2.0/UDP host junk").is_err());
+    }
+
+    /// The values after any value are those `values` yields after it, whatever the layout.
+    #[test]
+    fn values_after_a_value_are_the_rest() {
+        for vias in [
+            "Via: SIP/2.0/UDP a;branch=z9hG4bK1 , SIP/2.0/TCP b\r\nTo: <sip:a@b>\r\nv: SIP/2.0/UDP c\r\n",
+            "Via: SIP/2.0/UDP a;x=\"p,q\",SIP/2.0/UDP b,  SIP/2.0/UDP c\r\nVia: SIP/2.0/UDP d\r\n",
+            "Via: SIP/2.0/UDP a\r\nVia: SIP/2.0/UDP b\r\n",
+            "Via: SIP/2.0/UDP a\r\n",
+            "Via: SIP/2.0/UDP a ,\r\n",
+            "Via: SIP/2.0/UDP a, ,b\r\nFrom: <sip:x@y>\r\nVia: c, d\r\n",
+        ] {
+            let m = format!("OPTIONS sip:a@b SIP/2.0\r\n{vias}\r\n");
+            let mut p = Parsed::new();
+            p.scan_datagram(m.as_bytes()).unwrap();
+            let view = p.view(m.as_bytes());
+            let all: Vec<ViaValue> = values(&view).collect();
+            assert!(!all.is_empty(), "{vias}");
+            for (k, v) in all.iter().enumerate() {
+                let rest: Vec<ViaValue> = values_after(&view, v).collect();
+                assert_eq!(rest, all[k + 1..], "{vias} after {k}");
+            }
+        }
     }
 
     #[test]

@@ -455,7 +455,9 @@ pub fn write_relay_response<'a>(
     if !ours {
         return Err(RelayDrop::NotOurs);
     }
-    let next = via::values(view).nth(1).ok_or(RelayDrop::NoNextVia)?;
+    let next = via::values_after(view, &top)
+        .next()
+        .ok_or(RelayDrop::NoNextVia)?;
     let (nv, hop) = via::parse_hop(view.slice(next.span)).map_err(|_| RelayDrop::BadVia)?;
     let ip = match hop.received.flatten() {
         Some(r) => parse_ip(r).ok_or(RelayDrop::NotIpLiteral)?,
