@@ -162,9 +162,33 @@ impl<'a> CommaIter<'a> {
         }
         let s = self.s;
         let start = self.pos;
+        // No comma left: the rest is the last element, whatever quotes or brackets it holds
+        // (one cheap search; most lists have one element).
+        let end = if memchr::memchr(b',', s.get(start..).unwrap_or_default()).is_none() {
+            self.done = true;
+            s.len()
+        } else {
+            self.element_end(start)
+        };
+        let mut a = start;
+        let mut b = end;
+        while a < b && is_ws(s[a]) {
+            a += 1;
+        }
+        while b > a && is_ws(s[b - 1]) {
+            b -= 1;
+        }
+        Some((a, b))
+    }
+}
+
+impl CommaIter<'_> {
+    /// Where the element starting at `start` ends: at the first comma outside quotes and
+    /// `<...>` (the next element starts after it), else at the end of the list.
+    fn element_end(&mut self, start: usize) -> usize {
+        let s = self.s;
         let mut i = start;
         let mut in_angle = false;
-        let end;
         // Jump between the only bytes that matter (`memchr`): outside `<...>` a comma ends the
         // element and `"` or `<` open a nested part; inside, `>` or `"`.
         loop {
@@ -174,9 +198,8 @@ impl<'a> CommaIter<'a> {
                 memchr::memchr3(b',', b'"', b'<', &s[i..])
             };
             let Some(k) = hit else {
-                end = s.len();
                 self.done = true;
-                break;
+                return s.len();
             };
             i += k;
             match s[i] {
@@ -193,21 +216,11 @@ impl<'a> CommaIter<'a> {
                     i += 1;
                 }
                 _ => {
-                    end = i;
                     self.pos = i + 1;
-                    break;
+                    return i;
                 }
             }
         }
-        let mut a = start;
-        let mut b = end;
-        while a < b && is_ws(s[a]) {
-            a += 1;
-        }
-        while b > a && is_ws(s[b - 1]) {
-            b -= 1;
-        }
-        Some((a, b))
     }
 }
 
