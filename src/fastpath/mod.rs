@@ -113,10 +113,11 @@ impl FastPath {
             return;
         }
         // A MESSAGE's Request-URI was parsed by the batch's prefetch: validation takes it.
-        let (hint, parsed_ruri) = match self.ids.peek_hint(view.request_uri()) {
-            Some((hint, u)) if view.method() == Method::Message => (Some(hint), Some(u)),
-            _ => (None, None),
+        let peeked = match view.method() {
+            Method::Message => self.ids.peek_hint(view.request_uri()),
+            _ => None,
         };
+        let (hint, parsed_ruri) = peeked.map_or((None, None), |(h, u)| (Some(h), Some(u)));
         let ruri = match validate::check_request_parsed(&view, &self.shared.limits, parsed_ruri) {
             Ok(ruri) => ruri,
             Err(rej) => {

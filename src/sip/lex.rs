@@ -180,9 +180,7 @@ impl<'a> CommaIter<'a> {
         }
         Some((a, b))
     }
-}
 
-impl CommaIter<'_> {
     /// Where the element starting at `start` ends: at the first comma outside quotes and
     /// `<...>` (the next element starts after it), else at the end of the list.
     fn element_end(&mut self, start: usize) -> usize {

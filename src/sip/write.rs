@@ -54,8 +54,9 @@ fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(CRLF);
 }
 
-/// A small keyed hash (FNV-1a over the fields, separated, then a 64-bit finaliser). Not a MAC:
-/// it only has to make branches and tags unique and unguessable enough without state.
+/// A small keyed hash (a multiply-rotate mix over the fields' 8-byte words and lengths, then a
+/// 64-bit finaliser). Not a MAC: it only has to make branches and tags unique and unguessable
+/// enough without state.
 struct KeyedHash(u64);
 
 impl KeyedHash {
