@@ -168,11 +168,7 @@ fn parse_hop_plain(s: &[u8]) -> Option<(Via<'_>, HopParams<'_>)> {
             return None;
         }
         let n0 = i + 1;
-        let n1 = n0
-            + s[n0..]
-                .iter()
-                .position(|&b| !is_token_char(b))
-                .unwrap_or(s.len() - n0);
+        let n1 = run_end(s, n0, is_token_char);
         if n1 == n0 {
             return None;
         }
@@ -180,11 +176,7 @@ fn parse_hop_plain(s: &[u8]) -> Option<(Via<'_>, HopParams<'_>)> {
         i = n1;
         if s.get(i) == Some(&b'=') {
             let v0 = i + 1;
-            let v1 = v0
-                + s[v0..]
-                    .iter()
-                    .position(|&b| !is_value_char(b))
-                    .unwrap_or(s.len() - v0);
+            let v1 = run_end(s, v0, is_value_char);
             if v1 == v0 {
                 return None;
             }
@@ -208,6 +200,15 @@ fn parse_hop_plain(s: &[u8]) -> Option<(Via<'_>, HopParams<'_>)> {
         raw: s,
     };
     Some((via, hop.done()))
+}
+
+/// The end of the run of `class` bytes that starts at `from` (`from` <= `s.len()`).
+#[inline]
+fn run_end(s: &[u8], from: usize, class: fn(u8) -> bool) -> usize {
+    from + s[from..]
+        .iter()
+        .position(|&b| !class(b))
+        .unwrap_or(s.len() - from)
 }
 
 /// [`parse_hop`] for any Via value (already trimmed): LWS around every separator, quoted
