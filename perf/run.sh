@@ -528,7 +528,15 @@ main() {
         echo "cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
         echo "kernel=$(uname -srm)"
         echo "kamailio=$(kamailio -v 2>/dev/null | head -1)"
-        echo "imserver=$("$IMSERVER" --version 2>/dev/null) git $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null)"
+        # The binaries carry no commit of their own: say which checkout this is and whether
+        # this run built them from it.
+        local commit built="built by this run"
+        commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null)
+        if [[ -n $(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null) ]]; then
+            commit+=" with uncommitted changes"
+        fi
+        [[ $SKIP_BUILD == 1 ]] && built="not built by this run (SKIP_BUILD=1; from $TARGET_DIR)"
+        echo "imserver=$("$IMSERVER" --version 2>/dev/null), checkout git $commit, $built"
         echo "loadgen=$("$LOADGEN" --version 2>/dev/null)"
         echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
         echo "no_policy_file=${NO_POLICY_FILE:-0}"
