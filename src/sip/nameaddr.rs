@@ -10,9 +10,8 @@ use super::error::SyntaxError;
 use super::hdr::HeaderName;
 use super::lex::{is_token_char, is_ws, quoted_end, trim};
 use super::params::{self, Params};
-use super::scan::{Memo, Span, View};
+use super::scan::{Memo, Span, View, span_in};
 use super::uri::{self, Scheme, Uri};
-use super::via::span_in;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NameAddr<'a> {

@@ -108,6 +108,16 @@ enum Head {
     },
 }
 
+/// Where `part` (a sub-slice of `buf`) sits in `buf`; empty when it is not inside.
+#[inline]
+pub(crate) fn span_in(buf: &[u8], part: &[u8]) -> Span {
+    let off = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    if off > buf.len() || buf.len() - off < part.len() {
+        return Span::EMPTY;
+    }
+    Span::new(off, off + part.len())
+}
+
 /// A value parsed on first use and then reused (validation parses the top Via, From and To;
 /// the writers need the same facts again). `Unknown` until someone asked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

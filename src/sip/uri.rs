@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::error::SyntaxError;
 use super::lex::digits_u64;
+use super::scan::{Span, span_in};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scheme {
@@ -70,64 +71,39 @@ impl<'a> Uri<'a> {
 
 /// Where a parsed [`Uri`]'s parts sit in the bytes it was parsed from, so the same parse can
 /// be had again from those bytes without parsing them (a batch's prefetch parses a
-/// Request-URI that validation needs next). Offsets are relative to the URI's first byte.
+/// Request-URI that validation needs next). Spans are relative to the URI's first byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UriShape {
     scheme: Scheme,
-    scheme_raw: Part,
-    user: Option<Part>,
-    password: Option<Part>,
-    host: Part,
+    scheme_raw: Span,
+    user: Option<Span>,
+    password: Option<Span>,
+    host: Span,
     host_kind: Host,
     port: Option<u16>,
-    params: Part,
-    headers: Option<Part>,
-    opaque: Part,
-}
-
-/// A sub-slice as (offset, length) in the URI's bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Part(u32, u32);
-
-impl Part {
-    /// `part` as a place in `raw`: any empty part is the empty part (a parse may write a
-    /// literal `b""`); `None` when a non-empty part is not inside `raw`.
-    fn of(raw: &[u8], part: &[u8]) -> Option<Part> {
-        if part.is_empty() {
-            return Some(Part(0, 0));
-        }
-        let off = (part.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
-        let inside = off <= raw.len() && raw.len() - off >= part.len();
-        // `raw` is at most u32::MAX long (checked by the caller), so both fit.
-        inside.then_some(Part(off as u32, part.len() as u32))
-    }
-
-    fn slice(self, raw: &[u8]) -> &[u8] {
-        let (a, n) = (self.0 as usize, self.1 as usize);
-        raw.get(a..a + n).unwrap_or_default()
-    }
+    params: Span,
+    headers: Option<Span>,
+    opaque: Span,
 }
 
 impl UriShape {
     /// The shape of `uri`, a parse of `raw`; `None` for a URI too long to describe (4 GiB).
+    /// Every part of a parse is a sub-slice of `raw` or empty (a parse may write a literal
+    /// `b""`, which [`span_in`] makes the empty span).
     pub fn of(raw: &[u8], uri: &Uri<'_>) -> Option<UriShape> {
         u32::try_from(raw.len()).ok()?;
-        let at = |p: &[u8]| Part::of(raw, p);
-        let opt = |p: Option<&[u8]>| match p {
-            Some(p) => at(p).map(Some),
-            None => Some(None),
-        };
+        let at = |p: &[u8]| span_in(raw, p);
         Some(UriShape {
             scheme: uri.scheme,
-            scheme_raw: at(uri.scheme_raw)?,
-            user: opt(uri.user)?,
-            password: opt(uri.password)?,
-            host: at(uri.host)?,
+            scheme_raw: at(uri.scheme_raw),
+            user: uri.user.map(at),
+            password: uri.password.map(at),
+            host: at(uri.host),
             host_kind: uri.host_kind,
             port: uri.port,
-            params: at(uri.params)?,
-            headers: opt(uri.headers)?,
-            opaque: at(uri.opaque)?,
+            params: at(uri.params),
+            headers: uri.headers.map(at),
+            opaque: at(uri.opaque),
         })
     }
 

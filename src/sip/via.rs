@@ -7,7 +7,7 @@ use super::error::SyntaxError;
 use super::hdr::HeaderName;
 use super::lex::{CommaIter, is_token_char, is_value_char, is_ws, skip_ws, token_end, trim};
 use super::params::{self, Param, Params, RPort};
-use super::scan::{Memo, Span, View};
+use super::scan::{Memo, Span, View, span_in};
 use super::uri::{Host, host_name_prefix, parse_host, parse_port};
 
 /// RFC 3261 §8.1.1.7: branches of RFC 3261 elements start with this cookie.
@@ -355,16 +355,6 @@ pub fn values_after<'a>(view: &View<'a>, top: &ViaValue) -> ViaValues<'a> {
             inner: None,
         },
     }
-}
-
-/// Where `part` (a sub-slice of `buf`) sits in `buf`; empty when it is not inside.
-#[inline]
-pub(crate) fn span_in(buf: &[u8], part: &[u8]) -> Span {
-    let off = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
-    if off > buf.len() || buf.len() - off < part.len() {
-        return Span::EMPTY;
-    }
-    Span::new(off, off + part.len())
 }
 
 /// A parsed top Via as offsets into the message, plus the parameters the writers ask for
