@@ -89,6 +89,15 @@ pub fn token_end(s: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Index just past the run of unquoted parameter-value bytes ([`is_value_char`]) at `i`.
+#[inline]
+pub fn value_end(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && is_value_char(s[i]) {
+        i += 1;
+    }
+    i
+}
+
 /// Given `s[i] == b'"'`, the index just past the closing quote. Backslash escapes one byte
 /// (`quoted-pair`, which allows any byte but CR and LF). An unterminated string is an error
 /// (RFC 4475 quotbal).

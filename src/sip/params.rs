@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::error::SyntaxError;
-use super::lex::{digits_u64, is_value_char, quoted_end, skip_ws, token_end, unquote};
+use super::lex::{digits_u64, quoted_end, skip_ws, token_end, unquote, value_end};
 
 /// One parameter: name and raw value (a quoted value keeps its quotes; see [`Param::text`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,11 +58,7 @@ fn next_param<'a>(s: &'a [u8], i: &mut usize) -> Result<Option<Param<'a>>, Synta
         let v1 = if v0 < s.len() && s[v0] == b'"' {
             quoted_end(s, v0)?
         } else {
-            let mut e = v0;
-            while e < s.len() && is_value_char(s[e]) {
-                e += 1;
-            }
-            e
+            value_end(s, v0)
         };
         if v1 == v0 {
             return Err(SyntaxError::Param);

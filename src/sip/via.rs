@@ -5,7 +5,7 @@
 
 use super::error::SyntaxError;
 use super::hdr::HeaderName;
-use super::lex::{CommaIter, is_token_char, is_value_char, is_ws, skip_ws, token_end, trim};
+use super::lex::{CommaIter, is_token_char, is_ws, skip_ws, token_end, trim, value_end};
 use super::params::{self, Param, Params, RPort};
 use super::scan::{Memo, Span, View, span_in};
 use super::uri::{Host, host_name_prefix, parse_host, parse_port};
@@ -168,7 +168,7 @@ fn parse_hop_plain(s: &[u8]) -> Option<(Via<'_>, HopParams<'_>)> {
             return None;
         }
         let n0 = i + 1;
-        let n1 = run_end(s, n0, is_token_char);
+        let n1 = token_end(s, n0);
         if n1 == n0 {
             return None;
         }
@@ -176,7 +176,7 @@ fn parse_hop_plain(s: &[u8]) -> Option<(Via<'_>, HopParams<'_>)> {
         i = n1;
         if s.get(i) == Some(&b'=') {
             let v0 = i + 1;
-            let v1 = run_end(s, v0, is_value_char);
+            let v1 = value_end(s, v0);
             if v1 == v0 {
                 return None;
             }
@@ -200,15 +200,6 @@ fn parse_hop_plain(s: &[u8]) -> Option<(Via<'_>, HopParams<'_>)> {
         raw: s,
     };
     Some((via, hop.done()))
-}
-
-/// The end of the run of `class` bytes that starts at `from` (`from` <= `s.len()`).
-#[inline]
-fn run_end(s: &[u8], from: usize, class: fn(u8) -> bool) -> usize {
-    from + s[from..]
-        .iter()
-        .position(|&b| !class(b))
-        .unwrap_or(s.len() - from)
 }
 
 /// [`parse_hop`] for any Via value (already trimmed): LWS around every separator, quoted
