@@ -1,7 +1,7 @@
 use super::*;
 use crate::policy::identity::IdBuf;
 use crate::policy::user::{RelayTarget, Verdict};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 fn id(uri: &str) -> Identity {
     Identity::parse(uri.as_bytes()).expect("valid test URI")
@@ -147,6 +147,9 @@ fn readers_see_whole_snapshots() {
     }
     table.upsert(alice.clone(), version(0));
     let done = AtomicBool::new(false);
+    // The writer starts once both readers have read: otherwise, on a busy machine, it may be
+    // done before they run, and the test would check nothing.
+    let reading = AtomicUsize::new(0);
 
     std::thread::scope(|scope| {
         let readers: Vec<_> = (0..2)
@@ -169,11 +172,18 @@ fn readers_see_whole_snapshots() {
                         });
                         assert!(v >= last, "version went back from {last} to {v}");
                         last = v;
+                        if reads == 1 {
+                            reading.fetch_add(1, Ordering::Release);
+                        }
                     }
                     reads
                 })
             })
             .collect();
+        let waited = std::time::Instant::now();
+        while reading.load(Ordering::Acquire) < 2 && waited.elapsed().as_secs() < 30 {
+            std::thread::yield_now();
+        }
         for v in 1..=VERSIONS {
             table.upsert(alice.clone(), version(v));
             if v % 7 == 0 {
