@@ -177,10 +177,7 @@ fn on_response(shared: &Shared, worker: usize, view: &View<'_>, src: &Source, ou
         counters.dropped(DropReason::Malformed);
         return;
     }
-    let branch_is_slow = via::top_facts(view)
-        .and_then(|(_, v)| v.ok())
-        .and_then(|v| v.branch)
-        .is_some_and(|b| b.starts_with(SLOW_BRANCH_PREFIX));
+    let branch_is_slow = via::top_branch(view).is_some_and(|b| b.starts_with(SLOW_BRANCH_PREFIX));
     if branch_is_slow {
         if shared
             .slow

@@ -10,7 +10,7 @@ use super::error::SyntaxError;
 use super::hdr::HeaderName;
 use super::lex::{is_token_char, is_ws, quoted_end, trim};
 use super::params::{self, Params};
-use super::scan::{Memo, Span, View, span_in};
+use super::scan::{Span, View, span_in};
 use super::uri::{self, Scheme, Uri};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,48 +71,66 @@ pub fn header_facts<'a>(
     h: HeaderName,
 ) -> Option<Result<NameAddrFacts<'a>, SyntaxError>> {
     let buf = view.buf();
+    let Some(memo) = memo(view, h) else {
+        return view.header(h).map(|x| {
+            parse_facts(x).map(|(n, u, tag)| NameAddrFacts {
+                name_addr: n,
+                scheme: u.scheme,
+                tag,
+            })
+        });
+    };
+    memo.as_ref().map(|r| {
+        r.as_ref()
+            .map(|s| NameAddrFacts {
+                name_addr: NameAddr {
+                    display: s.display.map(|d| d.slice(buf)),
+                    uri: s.uri.slice(buf),
+                    bracketed: s.bracketed,
+                    params: Params::validated(s.params.slice(buf)),
+                },
+                scheme: s.scheme,
+                tag: s.tag.map(|t| t.slice(buf)),
+            })
+            .map_err(|e| *e)
+    })
+}
+
+/// The memoised parse of the first From or To value (parsed here on first use); `None` for
+/// other headers, which are not memoised.
+fn memo<'a>(view: &View<'a>, h: HeaderName) -> Option<&'a NaMemo> {
     let cell = match h {
         HeaderName::From => &view.memos().from,
         HeaderName::To => &view.memos().to,
-        _ => {
-            return view.header(h).map(|x| {
-                parse_facts(x).map(|(n, u, tag)| NameAddrFacts {
-                    name_addr: n,
-                    scheme: u.scheme,
-                    tag,
-                })
-            });
-        }
+        _ => return None,
     };
-    let m = match cell.get() {
-        Memo::Known(m) => m,
-        Memo::Unknown => {
-            let m = view.header(h).map(|x| {
-                parse_facts(x).map(|(n, u, tag)| NaSpans {
-                    display: n.display.map(|d| span_in(buf, d)),
-                    uri: span_in(buf, n.uri),
-                    bracketed: n.bracketed,
-                    params: span_in(buf, n.params.as_bytes()),
-                    tag: tag.map(|t| span_in(buf, t)),
-                    scheme: u.scheme,
-                })
-            });
-            cell.set(Memo::Known(m));
-            m
-        }
-    };
-    m.map(|r| {
-        r.map(|s| NameAddrFacts {
-            name_addr: NameAddr {
-                display: s.display.map(|d| d.slice(buf)),
-                uri: s.uri.slice(buf),
-                bracketed: s.bracketed,
-                params: Params::validated(s.params.slice(buf)),
-            },
-            scheme: s.scheme,
-            tag: s.tag.map(|t| t.slice(buf)),
+    Some(cell.get_or_init(|| {
+        let buf = view.buf();
+        view.header(h).map(|x| {
+            parse_facts(x).map(|(n, u, tag)| NaSpans {
+                display: n.display.map(|d| span_in(buf, d)),
+                uri: span_in(buf, n.uri),
+                bracketed: n.bracketed,
+                params: span_in(buf, n.params.as_bytes()),
+                tag: tag.map(|t| span_in(buf, t)),
+                scheme: u.scheme,
+            })
         })
-    })
+    }))
+}
+
+/// The `tag` of the first From or To value, as [`header_facts`] gives it, for a header that
+/// is present and parses (`Some(None)`: no tag); `None` when it is absent or does not parse.
+/// Reads the memo in place.
+pub fn header_tag<'a>(view: &View<'a>, h: HeaderName) -> Option<Option<&'a [u8]>> {
+    match memo(view, h) {
+        Some(m) => m
+            .as_ref()?
+            .as_ref()
+            .ok()
+            .map(|s| s.tag.map(|t| t.slice(view.buf()))),
+        None => header_facts(view, h).and_then(Result::ok).map(|n| n.tag),
+    }
 }
 
 /// [`parse`], also returning the parsed URI (callers that need its parts need not parse it
@@ -239,12 +257,38 @@ mod tests {
                 p.scan_datagram(m.as_bytes()).unwrap();
                 let view = p.view(m.as_bytes());
                 for h in [HeaderName::From, HeaderName::PAssertedIdentity] {
+                    // Asked before and after the memo is filled: the same tag either way.
+                    let early = header_tag(&view, h);
                     let facts = header_facts(&view, h).unwrap().unwrap();
                     let want = parse(value.as_bytes()).unwrap().params.tag();
                     assert_eq!(facts.tag, want, "{value}");
                     assert_eq!(facts.name_addr.tag(), want, "{value}");
+                    assert_eq!(early, Some(want), "{value}");
+                    assert_eq!(header_tag(&view, h), Some(want), "{value}");
                 }
             }
+        }
+    }
+
+    /// `header_tag` is `None` for an absent header and for one that does not parse, like
+    /// `header_facts`, memoised (From, To) or not.
+    #[test]
+    fn tag_of_absent_or_bad_header_is_none() {
+        use crate::sip::scan::Parsed;
+        let m = "MESSAGE sip:b@example.com SIP/2.0\r\nTo: \"open <sip:b@example.com>\r\nP-Asserted-Identity: <sip:a@x\r\n\r\n";
+        let mut p = Parsed::new();
+        p.scan_datagram(m.as_bytes()).unwrap();
+        let view = p.view(m.as_bytes());
+        for h in [
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::PAssertedIdentity,
+        ] {
+            assert_eq!(header_tag(&view, h), None, "{h:?}");
+            assert!(
+                header_facts(&view, h).and_then(Result::ok).is_none(),
+                "{h:?}"
+            );
         }
     }
 

@@ -5,7 +5,7 @@
 //! the buffer and hands out slices; no accessor can panic.
 #![forbid(unsafe_code)]
 
-use std::cell::Cell;
+use std::cell::OnceCell;
 
 use memchr::memchr;
 
@@ -118,23 +118,16 @@ pub(crate) fn span_in(buf: &[u8], part: &[u8]) -> Span {
     Span::new(off, off + part.len())
 }
 
-/// A value parsed on first use and then reused (validation parses the top Via, From and To;
-/// the writers need the same facts again). `Unknown` until someone asked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Memo<T> {
-    #[default]
-    Unknown,
-    Known(T),
-}
-
 /// Facts parsed lazily from the scanned message, as offsets (so `Parsed` stays free of
-/// borrows). Reset by every scan. `Cell` because they are filled in through a shared
-/// [`View`]; a worker owns its `Parsed`, so nothing here is shared between threads.
+/// borrows): validation parses the top Via, From and To, and the writers need the same facts
+/// again. Reset by every scan. `OnceCell` because they are filled in through a shared
+/// [`View`] and then read in place, by reference (a worker owns its `Parsed`, so nothing here
+/// is shared between threads).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Memos {
-    pub(crate) top_via: Cell<Memo<TopViaMemo>>,
-    pub(crate) from: Cell<Memo<NaMemo>>,
-    pub(crate) to: Cell<Memo<NaMemo>>,
+    pub(crate) top_via: OnceCell<TopViaMemo>,
+    pub(crate) from: OnceCell<NaMemo>,
+    pub(crate) to: OnceCell<NaMemo>,
 }
 
 /// Scan results for one message, reused across messages (`scan_*` resets it).
@@ -310,9 +303,7 @@ impl Parsed {
         self.body = Span::EMPTY;
         self.msg = Span::EMPTY;
         self.transport = transport;
-        self.memos.top_via.set(Memo::Unknown);
-        self.memos.from.set(Memo::Unknown);
-        self.memos.to.set(Memo::Unknown);
+        self.memos = Memos::default();
     }
 
     /// Scans one UDP datagram (one message). With Content-Length the body is exactly that long

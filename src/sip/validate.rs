@@ -286,9 +286,7 @@ pub fn check_request_parsed<'a>(
         // RFC 2543 clients sent neither Max-Forwards nor a cookie branch; RFC 4475 inv2543
         // asks us to stay compatible with them, so only a cookie-bearing (RFC 3261) request
         // must carry Max-Forwards.
-        let rfc3261 = via::top_facts(v).is_some_and(|(_, t)| {
-            t.is_ok_and(|t| t.branch.is_some_and(|b| b.starts_with(via::MAGIC_COOKIE)))
-        });
+        let rfc3261 = via::top_branch(v).is_some_and(|b| b.starts_with(via::MAGIC_COOKIE));
         if rfc3261 {
             return Err(Reject::new(400, missing(MaxForwards)));
         }

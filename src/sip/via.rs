@@ -7,7 +7,7 @@ use super::error::SyntaxError;
 use super::hdr::HeaderName;
 use super::lex::{CommaIter, is_token_char, is_ws, skip_ws, token_end, trim, value_end};
 use super::params::{self, Param, Params, RPort};
-use super::scan::{Memo, Span, View, span_in};
+use super::scan::{Span, View, span_in};
 use super::uri::{Host, host_name_prefix, parse_host, parse_port};
 
 /// RFC 3261 §8.1.1.7: branches of RFC 3261 elements start with this cookie.
@@ -415,37 +415,45 @@ pub struct TopVia<'a> {
     pub has_received: bool,
 }
 
-fn top_memo(view: &View<'_>) -> TopViaMemo {
-    let cell = &view.memos().top_via;
-    if let Memo::Known(m) = cell.get() {
-        return m;
-    }
-    let buf = view.buf();
-    let m = values(view).next().map(|v| {
-        let parsed = parse_hop(view.slice(v.span));
-        (v, parsed.map(|(p, hop)| ViaSpans::new(buf, &p, &hop)))
-    });
-    cell.set(Memo::Known(m));
-    m
+fn top_memo<'a>(view: &View<'a>) -> &'a TopViaMemo {
+    view.memos().top_via.get_or_init(|| {
+        let buf = view.buf();
+        values(view).next().map(|v| {
+            let parsed = parse_hop(view.slice(v.span));
+            (v, parsed.map(|(p, hop)| ViaSpans::new(buf, &p, &hop)))
+        })
+    })
 }
 
 /// The top Via value: its position and parse (parsed once per scanned message).
 pub fn top<'a>(view: &View<'a>) -> Option<(ViaValue, Result<Via<'a>, SyntaxError>)> {
     let buf = view.buf();
-    top_memo(view).map(|(v, r)| (v, r.map(|s| s.via(buf))))
+    top_memo(view)
+        .as_ref()
+        .map(|(v, r)| (*v, r.as_ref().map(|s| s.via(buf)).map_err(|e| *e)))
+}
+
+/// The top Via's `branch` (unquoted), when the top Via parsed and has one: what
+/// [`top_facts`] gives as `branch`, without building the rest.
+pub fn top_branch<'a>(view: &View<'a>) -> Option<&'a [u8]> {
+    let (_, parsed) = top_memo(view).as_ref()?;
+    parsed.as_ref().ok()?.branch.map(|b| b.slice(view.buf()))
 }
 
 /// [`top`] with the branch, rport and received facts already extracted.
 pub fn top_facts<'a>(view: &View<'a>) -> Option<(ViaValue, Result<TopVia<'a>, SyntaxError>)> {
     let buf = view.buf();
-    top_memo(view).map(|(v, r)| {
-        let t = r.map(|s| TopVia {
-            via: s.via(buf),
-            branch: s.branch.map(|b| b.slice(buf)),
-            rport: s.rport,
-            has_received: s.has_received,
-        });
-        (v, t)
+    top_memo(view).as_ref().map(|(v, r)| {
+        let t = r
+            .as_ref()
+            .map(|s| TopVia {
+                via: s.via(buf),
+                branch: s.branch.map(|b| b.slice(buf)),
+                rport: s.rport,
+                has_received: s.has_received,
+            })
+            .map_err(|e| *e);
+        (*v, t)
     })
 }
 
@@ -642,6 +650,44 @@ mod tests {
             for (k, v) in all.iter().enumerate() {
                 let rest: Vec<ViaValue> = values_after(&view, v).collect();
                 assert_eq!(rest, all[k + 1..], "{vias} after {k}");
+            }
+        }
+    }
+
+    /// `top_branch` is the `branch` of `top_facts`, asked before or after the memo is filled,
+    /// and `None` without a Via, without a branch, or with a top Via that does not parse.
+    #[test]
+    fn top_branch_is_top_facts_branch() {
+        for (vias, want) in [
+            (
+                "Via: SIP/2.0/UDP a;branch=z9hG4bK1;rport\r\n",
+                Some("z9hG4bK1"),
+            ),
+            (
+                "v: SIP/2.0/UDP a ; BRANCH = \"x\" , SIP/2.0/UDP b;branch=2\r\n",
+                Some("x"),
+            ),
+            (
+                "Via: SIP/2.0/UDP a;rport\r\nVia: SIP/2.0/UDP b;branch=2\r\n",
+                None,
+            ),
+            ("Via: SIP/2.0/UDP a;branch=\r\n", None),
+            ("Via: junk;branch=z9hG4bK1\r\n", None),
+            ("", None),
+        ] {
+            let m = format!("OPTIONS sip:a@b SIP/2.0\r\n{vias}\r\n");
+            let want = want.map(str::as_bytes);
+            for early in [true, false] {
+                let mut p = Parsed::new();
+                p.scan_datagram(m.as_bytes()).unwrap();
+                let view = p.view(m.as_bytes());
+                let first = early.then(|| top_branch(&view));
+                let facts = top_facts(&view)
+                    .and_then(|(_, t)| t.ok())
+                    .and_then(|t| t.branch);
+                assert_eq!(facts, want, "{vias}");
+                assert_eq!(top_branch(&view), want, "{vias}");
+                assert_eq!(first.unwrap_or(want), want, "{vias}");
             }
         }
     }

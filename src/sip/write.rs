@@ -109,18 +109,14 @@ fn hex16(v: u64, out: &mut [u8; 16]) {
 /// retransmission gets the same tag with no state (§8.2.6.2, §17.2.x absorbed statelessly).
 /// From and the top Via come from the per-message memo that validation filled.
 pub fn derive_to_tag<'o>(view: &View<'_>, secret: u64, out: &'o mut [u8; 16]) -> &'o [u8] {
-    let from_tag = nameaddr::header_facts(view, HeaderName::From)
-        .and_then(Result::ok)
-        .and_then(|n| n.tag)
+    let from_tag = nameaddr::header_tag(view, HeaderName::From)
+        .flatten()
         .unwrap_or(b"");
     let seq = view
         .header(HeaderName::CSeq)
         .and_then(|c| values::cseq(c).ok())
         .map_or(0, |c| c.seq);
-    let branch = via::top_facts(view)
-        .and_then(|(_, v)| v.ok())
-        .and_then(|v| v.branch)
-        .unwrap_or(b"");
+    let branch = via::top_branch(view).unwrap_or(b"");
     let h = KeyedHash::new(secret)
         .field(view.header(HeaderName::CallId).unwrap_or(b""))
         .field(from_tag)
@@ -271,9 +267,8 @@ pub fn write_response(
     if let Some(t) = view.header(HeaderName::To) {
         out.extend_from_slice(b"To: ");
         out.extend_from_slice(t);
-        let has_tag =
-            nameaddr::header_facts(view, HeaderName::To).map(|r| r.map(|n| n.tag.is_some()));
-        if has_tag == Some(Ok(false)) && code != 100 && !to_tag.is_empty() {
+        let has_tag = nameaddr::header_tag(view, HeaderName::To).map(|t| t.is_some());
+        if has_tag == Some(false) && code != 100 && !to_tag.is_empty() {
             out.extend_from_slice(b";tag=");
             out.extend_from_slice(to_tag);
         }
@@ -322,19 +317,11 @@ pub struct RelaySpec<'a> {
 /// magic cookie (so a retransmission maps to the same branch), else of the fields that
 /// identify the transaction in RFC 2543 terms.
 fn relay_branch(view: &View<'_>, secret: u64) -> u64 {
-    let top = via::top_facts(view).and_then(|(_, v)| v.ok());
-    if let Some(b) = top
-        .and_then(|v| v.branch)
-        .filter(|b| b.starts_with(MAGIC_COOKIE))
-    {
+    if let Some(b) = via::top_branch(view).filter(|b| b.starts_with(MAGIC_COOKIE)) {
         return KeyedHash::new(secret).field(b).finish();
     }
-    let na = |h| {
-        nameaddr::header_facts(view, h)
-            .and_then(Result::ok)
-            .and_then(|n| n.tag)
-            .unwrap_or(b"")
-    };
+    let top = via::top_facts(view).and_then(|(_, v)| v.ok());
+    let na = |h| nameaddr::header_tag(view, h).flatten().unwrap_or(b"");
     let seq = view
         .header(HeaderName::CSeq)
         .and_then(|c| values::cseq(c).ok())
