@@ -364,13 +364,14 @@ pub(crate) struct ViaSpans {
     branch: Option<Span>,
     rport: RPort,
     has_received: bool,
+    plain: bool,
 }
 
 /// The memoised top Via: absent, or its position and parse.
 pub(crate) type TopViaMemo = Option<(ViaValue, Result<ViaSpans, SyntaxError>)>;
 
 impl ViaSpans {
-    fn new(buf: &[u8], v: &Via<'_>, hop: &HopParams<'_>) -> ViaSpans {
+    fn new(buf: &[u8], v: &Via<'_>, hop: &HopParams<'_>, plain: bool) -> ViaSpans {
         let at = |x: &[u8]| span_in(buf, x);
         ViaSpans {
             protocol: at(v.protocol),
@@ -385,6 +386,7 @@ impl ViaSpans {
             branch: hop.branch.map(at),
             rport: hop.rport,
             has_received: hop.received.is_some(),
+            plain,
         }
     }
 
@@ -413,14 +415,25 @@ pub struct TopVia<'a> {
     pub rport: RPort,
     /// A `received` parameter is present (with or without a value).
     pub has_received: bool,
+    /// The value has the plain shape the one-pass reader takes (no LWS, quotes, line breaks
+    /// or IPv6 reference), so its parameters are exactly the `;name[=value]` segments.
+    pub plain: bool,
 }
 
 fn top_memo<'a>(view: &View<'a>) -> &'a TopViaMemo {
     view.memos().top_via.get_or_init(|| {
         let buf = view.buf();
         values(view).next().map(|v| {
-            let parsed = parse_hop(view.slice(v.span));
-            (v, parsed.map(|(p, hop)| ViaSpans::new(buf, &p, &hop)))
+            // As parse_hop, noting which reader took it.
+            let s = trim(view.slice(v.span));
+            let (parsed, plain) = match parse_hop_plain(s) {
+                Some(p) => (Ok(p), true),
+                None => (parse_hop_general(s), false),
+            };
+            (
+                v,
+                parsed.map(|(p, hop)| ViaSpans::new(buf, &p, &hop, plain)),
+            )
         })
     })
 }
@@ -451,6 +464,7 @@ pub fn top_facts<'a>(view: &View<'a>) -> Option<(ViaValue, Result<TopVia<'a>, Sy
                 branch: s.branch.map(|b| b.slice(buf)),
                 rport: s.rport,
                 has_received: s.has_received,
+                plain: s.plain,
             })
             .map_err(|e| *e);
         (*v, t)
