@@ -16,8 +16,13 @@ pub const ACCEPT: &str = "text/plain, message/cpim, application/im-iscomposing+x
 pub fn dest(view: &View<'_>, src: &Source) -> Dest {
     match src.transport {
         Transport::Tcp => Dest::Reply,
-        Transport::Udp => match via::top_facts(view).and_then(|(_, v)| v.ok()) {
-            Some(top) => Dest::Udp(write::response_dest(&top, src.addr, Transport::Udp)),
+        Transport::Udp => match via::top_reply_facts(view) {
+            Some((rport, port)) => Dest::Udp(write::response_dest_of(
+                rport,
+                port,
+                src.addr,
+                Transport::Udp,
+            )),
             None => Dest::Reply,
         },
     }

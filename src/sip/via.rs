@@ -13,6 +13,10 @@ use super::uri::{Host, host_name_prefix, parse_host, parse_port};
 /// RFC 3261 §8.1.1.7: branches of RFC 3261 elements start with this cookie.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
 
+/// The sent-by port a Via without one means (§18.2.2; TLS would be 5061, which we do not
+/// serve).
+pub const DEFAULT_PORT: u16 = 5060;
+
 /// One parsed Via value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Via<'a> {
@@ -60,7 +64,7 @@ impl<'a> Via<'a> {
 
     /// sent-by port, or the default 5060 (§18.2.2; TLS would be 5061, which we do not serve).
     pub fn port_or_default(&self) -> u16 {
-        self.port.unwrap_or(5060)
+        self.port.unwrap_or(DEFAULT_PORT)
     }
 }
 
@@ -446,6 +450,13 @@ pub fn top<'a>(view: &View<'a>) -> Option<(ViaValue, Result<Via<'a>, SyntaxError
         .map(|(v, r)| (*v, r.as_ref().map(|s| s.via(buf)).map_err(|e| *e)))
 }
 
+/// The top Via's `rport` and sent-by port, when the top Via parsed: what a response's
+/// destination needs ([`crate::sip::write::response_dest_of`]), without building the rest.
+pub fn top_reply_facts(view: &View<'_>) -> Option<(RPort, Option<u16>)> {
+    let (_, parsed) = top_memo(view).as_ref()?;
+    parsed.as_ref().ok().map(|s| (s.rport, s.port))
+}
+
 /// The top Via's `branch` (unquoted), when the top Via parsed and has one: what
 /// [`top_facts`] gives as `branch`, without building the rest.
 pub fn top_branch<'a>(view: &View<'a>) -> Option<&'a [u8]> {
@@ -669,9 +680,10 @@ mod tests {
     }
 
     /// `top_branch` is the `branch` of `top_facts`, asked before or after the memo is filled,
-    /// and `None` without a Via, without a branch, or with a top Via that does not parse.
+    /// and `None` without a Via, without a branch, or with a top Via that does not parse;
+    /// `top_reply_facts` is its `rport` and sent-by port.
     #[test]
-    fn top_branch_is_top_facts_branch() {
+    fn single_fact_accessors_agree_with_top_facts() {
         for (vias, want) in [
             (
                 "Via: SIP/2.0/UDP a;branch=z9hG4bK1;rport\r\n",
@@ -686,6 +698,8 @@ mod tests {
                 None,
             ),
             ("Via: SIP/2.0/UDP a;branch=\r\n", None),
+            ("Via: SIP/2.0/TCP a:5070;rport=9;branch=b7\r\n", Some("b7")),
+            ("Via: SIP/2.0/UDP [::1]:7;branch=b8;rport\r\n", Some("b8")),
             ("Via: junk;branch=z9hG4bK1\r\n", None),
             ("", None),
         ] {
@@ -695,13 +709,13 @@ mod tests {
                 let mut p = Parsed::new();
                 p.scan_datagram(m.as_bytes()).unwrap();
                 let view = p.view(m.as_bytes());
-                let first = early.then(|| top_branch(&view));
-                let facts = top_facts(&view)
-                    .and_then(|(_, t)| t.ok())
-                    .and_then(|t| t.branch);
-                assert_eq!(facts, want, "{vias}");
+                let first = early.then(|| (top_branch(&view), top_reply_facts(&view)));
+                let top = top_facts(&view).and_then(|(_, t)| t.ok());
+                let reply = top.map(|t| (t.rport, t.via.port));
+                assert_eq!(top.and_then(|t| t.branch), want, "{vias}");
                 assert_eq!(top_branch(&view), want, "{vias}");
-                assert_eq!(first.unwrap_or(want), want, "{vias}");
+                assert_eq!(top_reply_facts(&view), reply, "{vias}");
+                assert_eq!(first.unwrap_or((want, reply)), (want, reply), "{vias}");
             }
         }
     }

@@ -132,10 +132,21 @@ pub fn derive_to_tag<'o>(view: &View<'_>, secret: u64, out: &'o mut [u8; 16]) ->
 /// source port when the Via has `rport`, else at the sent-by port (default 5060). Takes the
 /// memoised top Via ([`via::top_facts`]), whose `rport` was read when it was parsed.
 pub fn response_dest(top: &TopVia<'_>, src: SocketAddr, transport: Transport) -> SocketAddr {
+    response_dest_of(top.rport, top.via.port, src, transport)
+}
+
+/// [`response_dest`] from the top Via's `rport` and sent-by port alone (as
+/// [`via::top_reply_facts`] gives them).
+pub fn response_dest_of(
+    rport: RPort,
+    port: Option<u16>,
+    src: SocketAddr,
+    transport: Transport,
+) -> SocketAddr {
     match transport {
         Transport::Tcp => src,
-        Transport::Udp => match top.rport {
-            RPort::Absent => SocketAddr::new(src.ip(), top.via.port_or_default()),
+        Transport::Udp => match rport {
+            RPort::Absent => SocketAddr::new(src.ip(), port.unwrap_or(via::DEFAULT_PORT)),
             RPort::Empty | RPort::Port(_) => src,
         },
     }

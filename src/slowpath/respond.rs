@@ -11,8 +11,13 @@ pub fn dest(view: &View<'_>, src: &Source) -> Dest {
     match (src.transport, src.conn) {
         (Transport::Tcp, Some(conn)) => Dest::Conn(conn),
         (Transport::Tcp, None) => Dest::Tcp(src.addr),
-        (Transport::Udp, _) => match via::top_facts(view).and_then(|(_, v)| v.ok()) {
-            Some(top) => Dest::Udp(write::response_dest(&top, src.addr, Transport::Udp)),
+        (Transport::Udp, _) => match via::top_reply_facts(view) {
+            Some((rport, port)) => Dest::Udp(write::response_dest_of(
+                rport,
+                port,
+                src.addr,
+                Transport::Udp,
+            )),
             None => Dest::Udp(src.addr),
         },
     }
