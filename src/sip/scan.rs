@@ -122,7 +122,8 @@ pub(crate) fn span_in(buf: &[u8], part: &[u8]) -> Span {
 /// borrows): validation parses the top Via, From and To, and the writers need the same facts
 /// again. Reset by every scan. `OnceCell` because they are filled in through a shared
 /// [`View`] and then read in place, by reference (a worker owns its `Parsed`, so nothing here
-/// is shared between threads).
+/// is shared between threads). `get_or_init` would panic only if an initialiser asked for its
+/// own memo; the three read the scanned headers alone.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Memos {
     pub(crate) top_via: OnceCell<TopViaMemo>,
