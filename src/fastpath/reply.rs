@@ -17,12 +17,9 @@ pub fn dest(view: &View<'_>, src: &Source) -> Dest {
     match src.transport {
         Transport::Tcp => Dest::Reply,
         Transport::Udp => match via::top_reply_facts(view) {
-            Some((rport, port)) => Dest::Udp(write::response_dest_of(
-                rport,
-                port,
-                src.addr,
-                Transport::Udp,
-            )),
+            Some((rport, port)) => {
+                Dest::Udp(write::response_dest(rport, port, src.addr, Transport::Udp))
+            }
             None => Dest::Reply,
         },
     }

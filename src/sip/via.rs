@@ -451,7 +451,7 @@ pub fn top<'a>(view: &View<'a>) -> Option<(ViaValue, Result<Via<'a>, SyntaxError
 }
 
 /// The top Via's `rport` and sent-by port, when the top Via parsed: what a response's
-/// destination needs ([`crate::sip::write::response_dest_of`]), without building the rest.
+/// destination needs ([`crate::sip::write::response_dest`]), without building the rest.
 pub fn top_reply_facts(view: &View<'_>) -> Option<(RPort, Option<u16>)> {
     let (_, parsed) = top_memo(view).as_ref()?;
     parsed.as_ref().ok().map(|s| (s.rport, s.port))

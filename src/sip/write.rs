@@ -130,14 +130,8 @@ pub fn derive_to_tag<'o>(view: &View<'_>, secret: u64, out: &'o mut [u8; 16]) ->
 /// Where a response goes (§18.2.2, RFC 3581 §4): over TCP, back on the arriving connection
 /// (returned as `src`; the caller owns the connection); over UDP, to the source IP, at the
 /// source port when the Via has `rport`, else at the sent-by port (default 5060). Takes the
-/// memoised top Via ([`via::top_facts`]), whose `rport` was read when it was parsed.
-pub fn response_dest(top: &TopVia<'_>, src: SocketAddr, transport: Transport) -> SocketAddr {
-    response_dest_of(top.rport, top.via.port, src, transport)
-}
-
-/// [`response_dest`] from the top Via's `rport` and sent-by port alone (as
-/// [`via::top_reply_facts`] gives them).
-pub fn response_dest_of(
+/// top Via's `rport` and sent-by port, as [`via::top_reply_facts`] gives them from the memo.
+pub fn response_dest(
     rport: RPort,
     port: Option<u16>,
     src: SocketAddr,
@@ -712,26 +706,17 @@ Content-Length: 0\r\n\r\n"
 
     #[test]
     fn response_destination() {
-        let top = |value: &'static [u8]| {
+        let dest = |value: &'static [u8], transport| {
             let (via, hop) = via::parse_hop(value).unwrap();
-            TopVia {
-                via,
-                branch: hop.branch,
-                rport: hop.rport,
-                has_received: hop.received.is_some(),
-                plain: false,
-            }
+            response_dest(hop.rport, via.port, src(), transport)
         };
-        let v = top(b"SIP/2.0/UDP h:5070;rport");
-        assert_eq!(response_dest(&v, src(), Transport::Udp), src());
-        let v = top(b"SIP/2.0/UDP h:5070");
+        assert_eq!(dest(b"SIP/2.0/UDP h:5070;rport", Transport::Udp), src());
         assert_eq!(
-            response_dest(&v, src(), Transport::Udp),
+            dest(b"SIP/2.0/UDP h:5070", Transport::Udp),
             "198.51.100.7:5070".parse().unwrap()
         );
-        let v = top(b"SIP/2.0/UDP h");
-        assert_eq!(response_dest(&v, src(), Transport::Udp).port(), 5060);
-        assert_eq!(response_dest(&v, src(), Transport::Tcp), src());
+        assert_eq!(dest(b"SIP/2.0/UDP h", Transport::Udp).port(), 5060);
+        assert_eq!(dest(b"SIP/2.0/UDP h", Transport::Tcp), src());
     }
 
     fn spec<'a>(strip: &'a [HeaderName]) -> RelaySpec<'a> {

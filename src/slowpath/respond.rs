@@ -12,12 +12,9 @@ pub fn dest(view: &View<'_>, src: &Source) -> Dest {
         (Transport::Tcp, Some(conn)) => Dest::Conn(conn),
         (Transport::Tcp, None) => Dest::Tcp(src.addr),
         (Transport::Udp, _) => match via::top_reply_facts(view) {
-            Some((rport, port)) => Dest::Udp(write::response_dest_of(
-                rport,
-                port,
-                src.addr,
-                Transport::Udp,
-            )),
+            Some((rport, port)) => {
+                Dest::Udp(write::response_dest(rport, port, src.addr, Transport::Udp))
+            }
             None => Dest::Udp(src.addr),
         },
     }

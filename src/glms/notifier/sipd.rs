@@ -414,9 +414,9 @@ impl Worker {
         };
         let mut out = std::mem::take(&mut self.out);
         write::write_response(v, src, code, reason, tag, extra, rx, &mut out);
-        let to = via::top_facts(v)
-            .and_then(|(_, t)| t.ok())
-            .map_or(src, |t| write::response_dest(&t, src, v.transport()));
+        let to = via::top_reply_facts(v).map_or(src, |(rport, port)| {
+            write::response_dest(rport, port, src, v.transport())
+        });
         self.send(&out, to);
         let sent = (to, out.clone());
         self.out = out;
@@ -434,10 +434,7 @@ impl Worker {
             .header(HeaderName::From)
             .and_then(|f| nameaddr::parse(f).ok());
         let from_tag = from.and_then(|f| f.tag()).unwrap_or(b"");
-        let branch = via::top(v)
-            .and_then(|(_, t)| t.ok())
-            .and_then(|t| t.branch())
-            .unwrap_or(b"");
+        let branch = via::top_branch(v).unwrap_or(b"");
         let key = ResponseCache::key(call_id, from_tag, cseq, branch);
         if let Some((to, bytes)) = self.cache.get(&key) {
             // §17.2.2: a retransmission gets the same response again.
