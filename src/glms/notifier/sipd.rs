@@ -430,10 +430,9 @@ impl Worker {
             .header(HeaderName::CSeq)
             .and_then(|c| values::cseq(c).ok())
             .map_or(0, |c| c.seq);
-        let from = v
-            .header(HeaderName::From)
-            .and_then(|f| nameaddr::parse(f).ok());
-        let from_tag = from.and_then(|f| f.tag()).unwrap_or(b"");
+        let from_tag = nameaddr::header_tag(v, HeaderName::From)
+            .flatten()
+            .unwrap_or(b"");
         let branch = via::top_branch(v).unwrap_or(b"");
         let key = ResponseCache::key(call_id, from_tag, cseq, branch);
         if let Some((to, bytes)) = self.cache.get(&key) {
