@@ -11,6 +11,12 @@
 //! count), so nothing is ever delivered to a send-only socket. Without the program (it failed
 //! to attach, or several workers without spreading, where the kernel's own hash must pick) the
 //! workers send from their receiving sockets as before.
+//!
+//! Over IPv4 the send-only sockets also set DF on everything they send (`IP_PMTUDISC_DO`, see
+//! `sys::set_dont_fragment`): the kernel then writes IP ID 0 instead of hashing one per datagram.
+//! A datagram over the path MTU, which the default would fragment, is refused with `EMSGSIZE`
+//! and sent again from the receiving socket, which keeps the default (`udp.rs`). IPv6 has no ID
+//! on unfragmented datagrams: nothing to save there.
 #![forbid(unsafe_code)]
 
 use std::io;
@@ -83,7 +89,14 @@ fn try_bind_all(cfg: &TransportConfig, workers: usize) -> io::Result<Bound> {
     let mut udp_send = Vec::with_capacity(workers);
     if program && cfg.udp_send_socket {
         for _ in 0..workers {
-            udp_send.push(udp_socket(cfg, addr)?);
+            let s = udp_socket(cfg, addr)?;
+            if addr.is_ipv4() {
+                // Best effort: without it the kernel only spends more per datagram.
+                if let Err(e) = sys::set_dont_fragment(s.as_raw_fd()) {
+                    tracing::warn!(error = %e, "transport: IP_MTU_DISCOVER");
+                }
+            }
+            udp_send.push(s);
         }
     }
     Ok(Bound {
@@ -121,4 +134,36 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     s.bind(&addr.into())?;
     s.listen(LISTEN_BACKLOG)?;
     Ok(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The send-only sockets set DF (IPv4); the receiving ones keep the system's default, so
+    /// that what a send-only socket refuses as too big can be fragmented from them.
+    #[test]
+    fn only_the_send_only_sockets_set_dont_fragment() {
+        for workers in [1, 2] {
+            let cfg = TransportConfig {
+                sip_addr: "127.0.0.1:0".parse().unwrap(),
+                workers,
+                ..TransportConfig::default()
+            };
+            let bound = bind_all(&cfg, workers).unwrap();
+            assert_eq!(bound.udp_send.len(), workers);
+            for s in &bound.udp_send {
+                assert_eq!(
+                    sys::mtu_discover(s.as_raw_fd()).unwrap(),
+                    libc::IP_PMTUDISC_DO
+                );
+            }
+            for s in &bound.udp {
+                assert_ne!(
+                    sys::mtu_discover(s.as_raw_fd()).unwrap(),
+                    libc::IP_PMTUDISC_DO
+                );
+            }
+        }
+    }
 }

@@ -47,12 +47,15 @@ impl UdpSide {
     /// Sends the UDP entries of `pending` (the others are left to the caller; an empty buffer
     /// was already taken by the io_uring path).
     pub(crate) fn send_pending(&mut self, pending: &[Pending]) -> SendTally {
-        let fd = match &self.send_socket {
-            Some(s) => s.as_raw_fd(),
-            None => self.socket.as_raw_fd(),
+        // A send-only socket sets DF (IPv4, see `sockets.rs`): what it refuses as too big leaves
+        // from the receiving socket, which lets the kernel fragment it.
+        let (fd, fallback) = match &self.send_socket {
+            Some(s) => (s.as_raw_fd(), Some(self.socket.as_raw_fd())),
+            None => (self.socket.as_raw_fd(), None),
         };
-        self.tx.send_all(
+        self.tx.send_all_with(
             fd,
+            fallback,
             pending.iter().filter_map(|p| match p.dest {
                 Dest::Udp(addr) if !p.buf.is_empty() => Some((addr, p.buf.as_slice())),
                 _ => None,
