@@ -379,6 +379,49 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     Ok(n > 0)
 }
 
+/// Sets DF on every IPv4 datagram `fd` sends (`IP_PMTUDISC_DO`), as imserver's send sockets do:
+/// the kernel then writes IP ID 0 instead of hashing one per datagram. Loopback's MTU (64 KiB)
+/// is over any UDP datagram, so none is refused for its size.
+pub fn set_dont_fragment(fd: RawFd) -> io::Result<()> {
+    let val: libc::c_int = libc::IP_PMTUDISC_DO;
+    // SAFETY: `val` is a live c_int and the kernel is told its exact size; it copies the value.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&raw const val).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The socket's `IP_MTU_DISCOVER` mode.
+pub fn mtu_discover(fd: RawFd) -> io::Result<libc::c_int> {
+    let mut val: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `val` and `len` are live locals of the sizes the kernel is told.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&raw mut val).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(val)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Asks for 1 ns timer slack on this thread, so pacer wake-ups are not rounded by the default
 /// 50 µs slack. Best effort.
 pub fn tighten_timer_slack() {

@@ -40,13 +40,17 @@ pub struct Conn {
     pub outstanding: u32,
 }
 
-/// A UDP socket bound to `ip:port` with generous kernel buffers.
+/// A UDP socket bound to `ip:port` with generous kernel buffers and, over IPv4, DF set.
 pub fn bind_udp(ip: IpAddr, port: u16, buffer_bytes: usize) -> io::Result<UdpSocket> {
     let addr = SocketAddr::new(ip, port);
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // Best effort: the kernel caps these at net.core.{r,w}mem_max.
     let _ = socket.set_recv_buffer_size(buffer_bytes);
     let _ = socket.set_send_buffer_size(buffer_bytes);
+    if addr.is_ipv4() {
+        // DF, as imserver sends (the echo floor then takes the same kernel path); best effort.
+        let _ = sys::set_dont_fragment(socket.as_raw_fd());
+    }
     socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
@@ -258,4 +262,24 @@ pub fn drain_frames(buf: &mut Vec<u8>, broken: &mut bool, mut on_message: impl F
         }
     }
     buf.drain(..start);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The generator's and the echo floor's sockets take the send path imserver's do (DF).
+    #[test]
+    fn udp_sockets_set_dont_fragment() {
+        let s = bind_udp("127.0.0.1".parse().unwrap(), 0, 1 << 16).unwrap();
+        assert_eq!(
+            sys::mtu_discover(s.as_raw_fd()).unwrap(),
+            libc::IP_PMTUDISC_DO
+        );
+        let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_ne!(
+            sys::mtu_discover(plain.as_raw_fd()).unwrap(),
+            libc::IP_PMTUDISC_DO
+        );
+    }
 }
