@@ -431,7 +431,10 @@ def write(out_dir, report_path, plots_dir):
              "generator gets the other, for both its sender and its recipient threads. Whichever of the two "
              "saturates first sets the rate: the tables give the generator's own CPU use so a reader can tell "
              "(a generator near 100% of its core means the server was not the limit). The loopback "
-             "kernel work (softirq) is charged to whichever core it runs on, mostly the sender's.")
+             "kernel work (softirq) is charged to whichever core it runs on, mostly the sender's. "
+             "Every UDP socket that sends here sets DF (`IP_PMTUDISC_DO`: imserver's send sockets, the "
+             "generator's, `udp-echo`'s, and Kamailio's with `pmtu_discovery=1`), so no system pays the "
+             "kernel's per-datagram IP ID hash that the others skip.")
     if env.get("no_policy_file") == "1":
         L.append("")
         L.append("**imserver had no `--policy-file`**: every run used blocked share 0.")
