@@ -174,11 +174,16 @@ fn answer(s: &UdpSocket, glms: SocketAddr, notify: &Msg, code: u16) {
 }
 
 fn subscribe(s: &UdpSocket, glms: SocketAddr, call_id: &str, expires: u32) {
-    let me = s.local_addr().unwrap();
     let branch: String = call_id
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
+    subscribe_branch(s, glms, call_id, expires, &branch);
+}
+
+/// A SUBSCRIBE whose top Via branch is `z9hG4bK-sub-{branch}` (CSeq 1, From tag ims-77).
+fn subscribe_branch(s: &UdpSocket, glms: SocketAddr, call_id: &str, expires: u32, branch: &str) {
+    let me = s.local_addr().unwrap();
     let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 <resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list>\
 <entry uri=\"resource-lists/users/sip:bob@example.com/index\"/>\
@@ -355,5 +360,35 @@ fn untrusted_peer_is_refused_and_errors_carry_their_headers() {
     let second = recv_response(&im);
     assert_eq!(first_ok.status, 200);
     assert_eq!(second.bytes, first_ok.bytes, "same response, same To-tag");
+    glms.shutdown();
+}
+
+#[test]
+fn a_new_branch_is_a_new_transaction_not_a_retransmission() {
+    // RFC 3261 §17.2.3: the top Via's branch names the transaction. Same Call-ID, From tag and
+    // CSeq under another branch is another request, answered on its own merits.
+    let docs = Arc::new(MemDocs::default());
+    let store = Arc::new(MemStore::default());
+    let glms = start(&docs, &store);
+    let addr = glms.local_addr();
+    let im = client("127.0.0.1");
+
+    subscribe_branch(&im, addr, "x-5", 10, "first");
+    let r = recv(&im);
+    assert_eq!(r.status, 423, "Expires 10 is under the minimum");
+    // The same request again is a retransmission: the same bytes come back.
+    subscribe_branch(&im, addr, "x-5", 10, "first");
+    assert_eq!(recv(&im).bytes, r.bytes);
+
+    // Same Call-ID, From tag and CSeq, another branch, an acceptable Expires: a 200 for it.
+    subscribe_branch(&im, addr, "x-5", 3600, "second");
+    let ok = recv_response(&im);
+    assert_eq!(ok.status, 200);
+    assert!(
+        ok.header(HeaderName::Via)
+            .contains("branch=z9hG4bK-sub-second"),
+        "{}",
+        ok.header(HeaderName::Via)
+    );
     glms.shutdown();
 }
