@@ -8,7 +8,13 @@ import json
 import os
 import re
 
-ERROR_BUDGET = 0.001
+ERROR_BUDGET = 0.001      # "sustained": fewer than 0.1% of requests failed or went unanswered,
+# ... and, in open loop, the server kept up: a step whose median request waited longer than this
+# was answered from a growing queue. Overloaded steps reach medians of 50 ms to 1.5 s within 10 s
+# (TCP hides it best: its buffers lose nothing, so the error count alone passed them); steps that
+# keep up stay under ~12 ms even at the top of the ramp, and this machine's stalls (tens of ms,
+# a few percent of the time) do not move a median.
+P50_CAP_US = 10_000
 GOAL_CPU_RATIO = 5.0      # imserver MESSAGEs per CPU-second >= 5x Kamailio's
 GOAL_ECHO_RATIO = 1.5     # imserver CPU per datagram <= 1.5x the echo floor's
 GOAL_P99_US = 1000        # p99 < 1 ms at 50% of max sustained load
@@ -16,6 +22,17 @@ COLORS = {"imserver": "#1f77b4", "kamailio": "#d62728", "echo": "#2ca02c"}
 
 
 # ------------------------------------------------------------------ reading
+
+def is_sustained(sent, errors, offered, sent_rate, p50):
+    """The one rule for a sustained step (run.sh's ramp, via `perf.py judge`, and this report):
+    < 0.1% errors; in open loop also the schedule kept (sent >= 97% of offered) and the median
+    latency at most P50_CAP_US."""
+    ok = sent > 0 and errors <= ERROR_BUDGET * sent
+    if offered:
+        ok = ok and sent_rate >= 0.97 * offered and p50 is not None and p50 <= P50_CAP_US
+    return ok
+
+
 def read_jsonl(path):
     out = []
     if os.path.exists(path):
@@ -121,10 +138,7 @@ def derive(rec):
         kern=kern,
     )
     d["gen_util"] = d["gen_cpu_us"] / 1e6 / d["elapsed_s"] if d["elapsed_s"] else 0.0
-    ok = sent > 0 and errors <= ERROR_BUDGET * sent
-    if d["offered"]:
-        ok = ok and d["sent_rate"] >= 0.97 * d["offered"]
-    d["sustained"] = ok
+    d["sustained"] = is_sustained(sent, errors, d["offered"], d["sent_rate"], d["p50"])
     d["cpu_us"] = rec["cpu_ticks"] * 1e6 / rec["clk_tck"]
     d["srv_util"] = d["cpu_us"] / 1e6 / rec["wall_s"] if rec["wall_s"] else 0.0
     # Contention: the share of the server's core that went to anything but the server (other
@@ -442,8 +456,11 @@ def write(out_dir, report_path, plots_dir):
     L.append("Definitions:")
     L.append("")
     L.append("- **max sustained rate**: the highest open-loop offered rate of the ramp at which fewer than "
-             "0.1% of MESSAGEs were unanswered, unsent or answered wrongly, and the generator kept the "
-             "schedule (sent >= 97% of offered). The ramp's steps are fractions of the closed-loop capacity.")
+             "0.1% of MESSAGEs were unanswered, unsent or answered wrongly, the generator kept the "
+             "schedule (sent >= 97% of offered), and the server kept up: the median MESSAGE was answered "
+             "within 10 ms (an overloaded server answers from a growing queue, and its median reaches "
+             "50 ms to seconds within a step; over TCP nothing is lost meanwhile, so errors alone do not "
+             "show it). The ramp's steps are fractions of the closed-loop capacity.")
     L.append("- **latency**: loadgen's HdrHistogram, from the *intended* send time to the final response "
              "(wrk2 rule, free of coordinated omission); open loop at 25/50/75/90% of the max sustained rate.")
     L.append("- **CPU µs per MESSAGE**: utime+stime of every process of the server under test, from "
