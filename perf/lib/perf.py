@@ -17,7 +17,6 @@ import socket
 import sys
 
 
-
 def freeports(n):
     rng = random.Random(os.getpid())
     for _ in range(200):  # bounded search
