@@ -401,7 +401,8 @@ pub fn set_dont_fragment(fd: RawFd) -> io::Result<()> {
     }
 }
 
-/// The socket's `IP_MTU_DISCOVER` mode.
+/// The socket's `IP_MTU_DISCOVER` mode (tests: which sockets set DF).
+#[cfg(test)]
 pub fn mtu_discover(fd: RawFd) -> io::Result<libc::c_int> {
     let mut val: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;

@@ -379,22 +379,9 @@ pub(crate) fn set_dont_fragment(fd: RawFd) -> io::Result<()> {
 #[cfg(test)]
 pub(crate) fn mtu_discover(fd: RawFd) -> io::Result<libc::c_int> {
     let mut val: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `val` and `len` are live locals of the sizes the kernel is told.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            (&raw mut val).cast(),
-            &mut len,
-        )
-    };
-    if r == 0 {
-        Ok(val)
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    // SAFETY: every bit pattern is a valid c_int.
+    unsafe { getsockopt(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &mut val) }?;
+    Ok(val)
 }
 
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
@@ -416,6 +403,28 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> i
     }
 }
 
+/// Reads a socket option into `val`; returns the number of bytes the kernel wrote (at most
+/// `size_of::<T>()`).
+///
+/// # Safety
+/// Every bit pattern must be a valid `T` (the kernel writes raw bytes into it).
+unsafe fn getsockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: &mut T,
+) -> io::Result<usize> {
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `val` is a live, exclusive buffer of `len` bytes; the kernel writes at most `len`
+    // bytes into it and stores the length it wrote in `len`.
+    let r = unsafe { libc::getsockopt(fd, level, name, (val as *mut T).cast(), &raw mut len) };
+    if r == 0 {
+        Ok(len as usize)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// The kernel's cumulative count of datagrams dropped on this socket (`SO_MEMINFO`, the
 /// `SK_MEMINFO_DROPS` entry; the "drops" column of /proc/net/udp). One system call, read now
 /// and then rather than per datagram: `SO_RXQ_OVFL` would have the kernel walk the control
@@ -423,22 +432,9 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> i
 pub(crate) fn socket_drops(fd: RawFd) -> io::Result<u64> {
     // Room for more entries than today's kernels have (SK_MEMINFO_VARS is 9).
     let mut info = [0u32; 16];
-    let mut len = size_of::<[u32; 16]>() as libc::socklen_t;
-    // SAFETY: `info` is a live buffer of `len` bytes; the kernel writes at most `len` bytes into
-    // it and stores the length it wrote in `len`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            SO_MEMINFO,
-            info.as_mut_ptr().cast(),
-            &raw mut len,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if (len as usize) < (SK_MEMINFO_DROPS + 1) * size_of::<u32>() {
+    // SAFETY: every bit pattern is a valid [u32; 16].
+    let len = unsafe { getsockopt(fd, libc::SOL_SOCKET, SO_MEMINFO, &mut info) }?;
+    if len < (SK_MEMINFO_DROPS + 1) * size_of::<u32>() {
         return Err(io::Error::other("SO_MEMINFO: no drop count"));
     }
     Ok(u64::from(info[SK_MEMINFO_DROPS]))
